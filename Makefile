@@ -1,0 +1,56 @@
+# Everything a fresh clone needs: `make run` serves, `make test` checks. CI runs `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PROTOS := $(wildcard protos/*/v1/*.proto)
+GENERATED := protos/.generated
+PYTEST_ARGS ?=
+
+.PHONY: install proto node lint typecheck pytest test run bench clean
+
+install: $(VENV)/.installed $(GENERATED) node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# Python code for every contract in protos/, importable as protos.<package>.v1.<name>_pb2.
+$(GENERATED): $(PROTOS) $(VENV)/.installed
+	find protos -name '*_pb2*.py*' -delete
+	$(PY) -m grpc_tools.protoc -Iprotos=protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	for dir in protos $$(dirname $(PROTOS) | sort -u) $$(dirname $$(dirname $(PROTOS)) | sort -u); do \
+		touch $$dir/__init__.py; done
+	touch $@
+
+proto: $(GENERATED)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: node_modules/.installed
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd protos && ../node_modules/.bin/buf lint
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+run: install
+	$(PY) -m server
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules $(GENERATED) .mypy_cache .ruff_cache .pytest_cache
+	find protos -name '*_pb2*.py*' -delete -o -name '__init__.py' -delete

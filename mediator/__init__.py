@@ -1,0 +1,46 @@
+"""rill's mediator: the spec's streaming CQRS mediator, with supervised, bounded event processing.
+
+    import mediator as cqrs
+    from mediator import bootstrap
+
+The names the spec uses are all here; ``mediator.bootstrap``, ``mediator.exceptions``,
+``mediator.container`` and ``mediator.message_brokers`` hold the rest.
+"""
+
+from mediator._handlers import EventHandler, RequestHandler, StreamingRequestHandler
+from mediator._maps import EventMap, RequestMap
+from mediator._mediators import EventDelivery, RequestMediator, StreamingRequestMediator
+from mediator._messages import DomainEvent, Event, NotificationEvent, Request, Response
+from mediator.container import Container
+from mediator.exceptions import (
+    EventHandlerError,
+    EventHandlerTimeout,
+    EventHandlingError,
+    HandlerNotFound,
+    MediatorError,
+)
+from mediator.message_brokers.protocol import Message, MessageBroker
+
+__all__ = [
+    "Container",
+    "DomainEvent",
+    "Event",
+    "EventDelivery",
+    "EventHandler",
+    "EventHandlerError",
+    "EventHandlerTimeout",
+    "EventHandlingError",
+    "EventMap",
+    "HandlerNotFound",
+    "MediatorError",
+    "Message",
+    "MessageBroker",
+    "NotificationEvent",
+    "Request",
+    "RequestHandler",
+    "RequestMap",
+    "RequestMediator",
+    "Response",
+    "StreamingRequestHandler",
+    "StreamingRequestMediator",
+]

@@ -1,0 +1,241 @@
+"""The mediators: send a request to its handler, process the events it emits.
+
+``RequestMediator.send`` returns one response; ``StreamingRequestMediator.stream`` yields responses
+as the handler yields them. Both build a fresh handler per request and process events through the
+mediator's own :class:`EventDispatcher`, bounded by ``max_concurrent_event_handlers``.
+
+Event delivery for streams (``event_delivery``):
+
+``"strict"`` (default)
+    The events of item *n*, and the events their handlers emit, are all handled before item *n*
+    reaches the consumer. A failure ends the stream before item *n* is delivered.
+``"overlapped"``
+    Item *n* reaches the consumer at once; its events run in the background, under the same bound,
+    while the handler produces item *n + 1*. The handler is not asked for the next item while runs of
+    this stream are still queued for a slot, so a fast handler cannot pile up unbounded work. The stream
+    ends only when every event has been handled; a failure ends it at the next item boundary.
+
+Guarantees for both:
+
+- Every event the handler emitted is handled: after each item, after the last item, and after the
+  handler raised (those events describe work that did happen).
+- A failing event handler never cuts its siblings short: every run of the batch ends, then the first
+  failure is raised as :class:`~mediator.exceptions.EventHandlerError` naming the event and the handler.
+- If the consumer stops early (``aclose()``, ``break`` under ``aclosing``, or its task is cancelled),
+  the handler's generator is closed first (its ``finally`` runs), then the events already emitted are
+  handled to completion within ``drain_timeout`` seconds; runs still going after that are cancelled and
+  logged. No task the mediator created outlives the stream.
+"""
+
+from __future__ import annotations
+
+import enum
+import typing
+
+from mediator._dispatch import EventBatch, EventDispatcher
+from mediator._handlers import RequestHandler, StreamingRequestHandler
+from mediator._maps import EventMap, RequestMap
+from mediator._messages import Request, Response
+from mediator.container import Resolver
+from mediator.message_brokers.devnull import DevnullMessageBroker
+from mediator.message_brokers.protocol import MessageBroker
+
+__all__ = ["EventDelivery", "RequestMediator", "StreamingRequestMediator"]
+
+ResT = typing.TypeVar("ResT", bound=Response | None)
+
+_Handler: typing.TypeAlias = (
+    "RequestHandler[typing.Any, typing.Any] | StreamingRequestHandler[typing.Any, typing.Any]"
+)
+
+
+class EventDelivery(enum.StrEnum):
+    """When a stream's item reaches the consumer relative to the handling of its events."""
+
+    STRICT = "strict"
+    OVERLAPPED = "overlapped"
+
+
+class _Mediator:
+    def __init__(
+        self,
+        request_map: RequestMap,
+        event_map: EventMap | None = None,
+        container: object | None = None,
+        message_broker: MessageBroker | None = None,
+        *,
+        max_concurrent_event_handlers: int = 10,
+        concurrent_event_handle_enable: bool = True,
+        event_handler_timeout: float | None = None,
+        drain_timeout: float = 10.0,
+        max_event_cascade_depth: int = 16,
+    ) -> None:
+        self.request_map = request_map
+        self._resolver = Resolver(container)
+        self._dispatcher = EventDispatcher(
+            resolver=self._resolver,
+            event_map=event_map if event_map is not None else EventMap(),
+            broker=message_broker if message_broker is not None else DevnullMessageBroker(),
+            max_concurrent_event_handlers=max_concurrent_event_handlers,
+            concurrent_event_handle_enable=concurrent_event_handle_enable,
+            event_handler_timeout=event_handler_timeout,
+            drain_timeout=drain_timeout,
+            max_cascade_depth=max_event_cascade_depth,
+        )
+
+    @property
+    def max_concurrent_event_handlers(self) -> int:
+        """The bound actually applied (1 when concurrent event handling is disabled)."""
+        return self._dispatcher.limiter.limit
+
+    @property
+    def event_handlers_running(self) -> int:
+        return self._dispatcher.limiter.in_use
+
+    @property
+    def peak_event_handlers_running(self) -> int:
+        """The most event-handler runs this mediator has had going at once."""
+        return self._dispatcher.limiter.peak
+
+    async def _finish_abnormally(self, handler: _Handler, batch: EventBatch) -> None:
+        _take_events(handler, batch)
+        await batch.drain()
+
+
+class RequestMediator(_Mediator):
+    """Sends a request to its ``RequestHandler`` and returns the one response.
+
+    The events the handler emitted are all handled before ``send`` returns.
+    """
+
+    def __init__(
+        self,
+        request_map: RequestMap,
+        event_map: EventMap | None = None,
+        container: object | None = None,
+        message_broker: MessageBroker | None = None,
+        *,
+        max_concurrent_event_handlers: int = 1,
+        concurrent_event_handle_enable: bool = False,
+        event_handler_timeout: float | None = None,
+        drain_timeout: float = 10.0,
+        max_event_cascade_depth: int = 16,
+    ) -> None:
+        super().__init__(
+            request_map,
+            event_map,
+            container,
+            message_broker,
+            max_concurrent_event_handlers=max_concurrent_event_handlers,
+            concurrent_event_handle_enable=concurrent_event_handle_enable,
+            event_handler_timeout=event_handler_timeout,
+            drain_timeout=drain_timeout,
+            max_event_cascade_depth=max_event_cascade_depth,
+        )
+
+    async def send(self, request: Request) -> typing.Any:
+        """Handle ``request`` and return the handler's response."""
+        handler_type = self.request_map.get(type(request))
+        if not issubclass(handler_type, RequestHandler):
+            raise TypeError(
+                f"{type(request).__qualname__} is bound to the streaming handler "
+                f"{handler_type.__qualname__}: use StreamingRequestMediator.stream()"
+            )
+        handler = await self._resolver.resolve(handler_type)
+        batch = EventBatch(self._dispatcher)
+        finished = False
+        try:
+            response = await handler.handle(request)
+            _take_events(handler, batch)
+            await batch.wait()
+            finished = True
+            return response
+        finally:
+            if not finished:
+                await self._finish_abnormally(handler, batch)
+
+
+class StreamingRequestMediator(_Mediator):
+    """Streams a request's responses from its ``StreamingRequestHandler`` as they are yielded."""
+
+    def __init__(
+        self,
+        request_map: RequestMap,
+        event_map: EventMap | None = None,
+        container: object | None = None,
+        message_broker: MessageBroker | None = None,
+        *,
+        max_concurrent_event_handlers: int = 10,
+        concurrent_event_handle_enable: bool = True,
+        event_delivery: EventDelivery | str = EventDelivery.STRICT,
+        event_handler_timeout: float | None = None,
+        drain_timeout: float = 10.0,
+        max_event_cascade_depth: int = 16,
+    ) -> None:
+        super().__init__(
+            request_map,
+            event_map,
+            container,
+            message_broker,
+            max_concurrent_event_handlers=max_concurrent_event_handlers,
+            concurrent_event_handle_enable=concurrent_event_handle_enable,
+            event_handler_timeout=event_handler_timeout,
+            drain_timeout=drain_timeout,
+            max_event_cascade_depth=max_event_cascade_depth,
+        )
+        self.event_delivery = EventDelivery(event_delivery)
+
+    def stream(self, request: Request) -> typing.AsyncGenerator[typing.Any, None]:
+        """Yield the handler's responses for ``request`` one by one (see the module docs).
+
+        Close the generator if you may stop early (``contextlib.aclosing``), so that the handler is
+        closed and the events are drained at once rather than when the generator is collected.
+        """
+        handler_type = self.request_map.get(type(request))
+        if not issubclass(handler_type, StreamingRequestHandler):
+            raise TypeError(
+                f"{type(request).__qualname__} is bound to {handler_type.__qualname__}, which is not a "
+                "StreamingRequestHandler: use RequestMediator.send()"
+            )
+        return self._stream(handler_type, request, strict=self.event_delivery is EventDelivery.STRICT)
+
+    async def _stream(
+        self,
+        handler_type: type[StreamingRequestHandler[typing.Any, typing.Any]],
+        request: Request,
+        *,
+        strict: bool,
+    ) -> typing.AsyncGenerator[typing.Any, None]:
+        handler = await self._resolver.resolve(handler_type)
+        batch = EventBatch(self._dispatcher)
+        items = handler.handle(request)
+        finished = False
+        try:
+            async for item in items:
+                if _take_events(handler, batch) and strict and (not batch.settled or batch.failed):
+                    await batch.wait()
+                yield item
+                if not strict:
+                    if batch.failed:
+                        await batch.wait()
+                    if batch.has_queued:
+                        await batch.wait_started()
+            _take_events(handler, batch)
+            await batch.wait()
+            finished = True
+        finally:
+            if not finished:
+                try:
+                    await items.aclose()
+                finally:
+                    await self._finish_abnormally(handler, batch)
+
+
+def _take_events(handler: _Handler, batch: EventBatch) -> bool:
+    """Move the handler's pending events into ``batch``; whether there were any."""
+    emitted = handler.events
+    if emitted:
+        handler.clear_events()
+        batch.submit(emitted)
+        return True
+    return False

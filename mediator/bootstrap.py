@@ -1,0 +1,93 @@
+"""Build mediators the way the spec does: from mapper functions and a DI container.
+
+mediator = bootstrap.bootstrap_streaming(
+    di_container=di.Container(),
+    commands_mapper=commands_mapper,
+    domain_events_mapper=domain_events_mapper,
+    message_broker=devnull.DevnullMessageBroker(),
+    max_concurrent_event_handlers=3,
+    concurrent_event_handle_enable=True,
+)
+"""
+
+from __future__ import annotations
+
+import typing
+
+from mediator._maps import EventMap, RequestMap
+from mediator._mediators import EventDelivery, RequestMediator, StreamingRequestMediator
+from mediator.message_brokers.protocol import MessageBroker
+
+__all__ = ["bootstrap", "bootstrap_streaming"]
+
+CommandsMapper: typing.TypeAlias = typing.Callable[[RequestMap], None]
+EventsMapper: typing.TypeAlias = typing.Callable[[EventMap], None]
+
+
+def _maps(
+    commands_mapper: CommandsMapper | None, domain_events_mapper: EventsMapper | None
+) -> tuple[RequestMap, EventMap]:
+    request_map, event_map = RequestMap(), EventMap()
+    if commands_mapper is not None:
+        commands_mapper(request_map)
+    if domain_events_mapper is not None:
+        domain_events_mapper(event_map)
+    return request_map, event_map
+
+
+def bootstrap(
+    di_container: object | None = None,
+    commands_mapper: CommandsMapper | None = None,
+    domain_events_mapper: EventsMapper | None = None,
+    message_broker: MessageBroker | None = None,
+    max_concurrent_event_handlers: int = 1,
+    concurrent_event_handle_enable: bool = False,
+    *,
+    queries_mapper: CommandsMapper | None = None,
+    event_handler_timeout: float | None = None,
+    drain_timeout: float = 10.0,
+) -> RequestMediator:
+    """A :class:`RequestMediator` for regular (one response) handlers.
+
+    ``queries_mapper`` binds into the same map as ``commands_mapper``: both are requests.
+    """
+    request_map, event_map = _maps(commands_mapper, domain_events_mapper)
+    if queries_mapper is not None:
+        queries_mapper(request_map)
+    return RequestMediator(
+        request_map,
+        event_map,
+        di_container,
+        message_broker,
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+        event_handler_timeout=event_handler_timeout,
+        drain_timeout=drain_timeout,
+    )
+
+
+def bootstrap_streaming(
+    di_container: object | None = None,
+    commands_mapper: CommandsMapper | None = None,
+    domain_events_mapper: EventsMapper | None = None,
+    message_broker: MessageBroker | None = None,
+    max_concurrent_event_handlers: int = 10,
+    concurrent_event_handle_enable: bool = True,
+    *,
+    event_delivery: EventDelivery | str = EventDelivery.STRICT,
+    event_handler_timeout: float | None = None,
+    drain_timeout: float = 10.0,
+) -> StreamingRequestMediator:
+    """A :class:`StreamingRequestMediator`, with the spec's defaults (10 handlers at once, concurrent)."""
+    request_map, event_map = _maps(commands_mapper, domain_events_mapper)
+    return StreamingRequestMediator(
+        request_map,
+        event_map,
+        di_container,
+        message_broker,
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+        event_delivery=event_delivery,
+        event_handler_timeout=event_handler_timeout,
+        drain_timeout=drain_timeout,
+    )
