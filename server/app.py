@@ -1,0 +1,187 @@
+"""Assemble the service: mediators per service, bindings, health, reflection, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import typing
+
+import grpc
+from dependency_injector import containers, providers
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import mediator
+from mediator import bootstrap
+from mediator.message_brokers.memory import InMemoryMessageBroker
+from mediator.message_brokers.protocol import MessageBroker
+from protos.files.v1 import files_pb2
+from protos.orders.v1 import orders_pb2
+from server.binding import Rpc, ServiceBinding
+from server.calls import CallRegistry
+from server.services import files, orders
+from server.settings import ServiceSettings, Settings
+
+__all__ = ["RillServer", "create_server"]
+
+logger = logging.getLogger("server")
+
+OVERALL = ""  # the health service's name for the server as a whole
+
+
+class Handlers(containers.DeclarativeContainer):
+    """How every handler of the service is built; shared state lives in singletons."""
+
+    config = providers.Configuration()
+    order_book = providers.Singleton(orders.OrderBook)
+    order_analytics = providers.Singleton(orders.OrderAnalytics)
+    file_storage = providers.Singleton(files.FileStorage, root=config.storage_root)
+    file_ledger = providers.Singleton(files.FileLedger)
+
+    process_orders = providers.Factory(orders.ProcessOrdersCommandHandler)
+    get_order = providers.Factory(orders.GetOrderQueryHandler, book=order_book)
+    order_processed = providers.Factory(orders.OrderProcessedEventHandler, book=order_book)
+    order_analytics_handler = providers.Factory(orders.OrderAnalyticsEventHandler, analytics=order_analytics)
+    process_files = providers.Factory(files.ProcessFilesCommandHandler, storage=file_storage)
+    file_processed = providers.Factory(files.FileProcessedEventHandler, ledger=file_ledger)
+
+
+def _mediators(
+    service: ServiceSettings,
+    container: Handlers,
+    broker: MessageBroker,
+    commands_mapper: typing.Callable[[mediator.RequestMap], None],
+    domain_events_mapper: typing.Callable[[mediator.EventMap], None],
+) -> tuple[mediator.StreamingRequestMediator, mediator.RequestMediator]:
+    common: dict[str, typing.Any] = {
+        "di_container": container,
+        "commands_mapper": commands_mapper,
+        "domain_events_mapper": domain_events_mapper,
+        "message_broker": broker,
+        "max_concurrent_event_handlers": service.max_concurrent_event_handlers,
+        "concurrent_event_handle_enable": service.concurrent_event_handle_enable,
+        "event_handler_timeout": service.event_handler_timeout,
+        "drain_timeout": service.drain_timeout,
+    }
+    streaming = bootstrap.bootstrap_streaming(**common, event_delivery=service.event_delivery)
+    return streaming, bootstrap.bootstrap(**common)
+
+
+class RillServer:
+    """The gRPC server with both services. ``async with`` starts and stops it."""
+
+    def __init__(self, settings: Settings, *, broker: MessageBroker | None = None) -> None:
+        self.settings = settings
+        self.broker: MessageBroker = broker if broker is not None else InMemoryMessageBroker()
+        self.handlers = Handlers()
+        self.handlers.config.storage_root.from_value(settings.storage_root)
+        self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
+        self.calls = CallRegistry()
+
+        orders_streaming, orders_unary = _mediators(
+            settings.orders, self.handlers, self.broker, orders.commands_mapper, orders.domain_events_mapper
+        )
+        files_streaming, _ = _mediators(
+            settings.files, self.handlers, self.broker, files.commands_mapper, files.domain_events_mapper
+        )
+        self.mediators = {"orders": orders_streaming, "files": files_streaming}
+        self.bindings = [
+            ServiceBinding(
+                orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
+                streaming=orders_streaming,
+                unary=orders_unary,
+                rpcs=[
+                    Rpc("ProcessOrders", orders.ProcessOrdersCommand, orders.OrderProcessedResult),
+                    Rpc("GetOrder", orders.GetOrderQuery, orders.OrderView),
+                ],
+            ),
+            ServiceBinding(
+                files_pb2.DESCRIPTOR.services_by_name["FileService"],
+                streaming=files_streaming,
+                rpcs=[Rpc("ProcessFiles", files.ProcessFilesCommand, files.FileProcessedResult)],
+            ),
+        ]
+
+        # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._server = grpc.aio.server()
+        for binding in self.bindings:
+            handlers = binding.method_handlers(self.calls)
+            self._server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(binding.name, handlers),)
+            )
+            # Registered methods skip grpc's per-call generic lookup; grpc-stubs 1.53 predates them.
+            self._server.add_registered_method_handlers(binding.name, handlers)  # type: ignore[attr-defined]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        service_names = [binding.name for binding in self.bindings]
+        reflection.enable_server_reflection(
+            (
+                *service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
+        self.port = self._server.add_insecure_port(settings.address)
+        if self.port == 0:
+            raise OSError(f"could not bind {settings.address}")
+        host = settings.address.rpartition(":")[0]
+        self.address = f"{host}:{self.port}"
+        self._started = False
+        self._stopped = False
+
+    async def start(self) -> None:
+        if self._stopped:
+            raise RuntimeError("a stopped server cannot be started again; create a new one")
+        await self._server.start()
+        self._started = True
+        for binding in self.bindings:
+            await self.health.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(OVERALL, health_pb2.HealthCheckResponse.SERVING)
+        logger.info("serving %s on %s", ", ".join(b.name for b in self.bindings), self.address)
+        for name, streaming in self.mediators.items():
+            service = getattr(self.settings, name)
+            logger.info(
+                "%s: max_concurrent_event_handlers=%d concurrent=%s delivery=%s handler_timeout=%s drain=%gs",
+                name,
+                streaming.max_concurrent_event_handlers,
+                service.concurrent_event_handle_enable,
+                streaming.event_delivery.value,
+                service.event_handler_timeout,
+                service.drain_timeout,
+            )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, refuse new calls, give in-flight calls ``grace`` s, then end them.
+
+        Cancelled streams still drain the events of their delivered items (the mediators'
+        ``drain_timeout``) before this returns.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.grace_period if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        logger.info("stopping: %d calls in flight, %g s grace", self.calls.active, grace)
+        await self._server.stop(grace)
+        drain = max(getattr(self.settings, name).drain_timeout for name in self.mediators) + 1.0
+        if not await self.calls.wait_idle(drain):
+            logger.error(
+                "%d calls were still finishing %g s after the grace period", self.calls.active, drain
+            )
+        await self.broker.aclose()
+        logger.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+    async def __aenter__(self) -> RillServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def create_server(settings: Settings | None = None, *, broker: MessageBroker | None = None) -> RillServer:
+    """Build the server from explicit settings (``Settings()`` holds the embedded defaults)."""
+    return RillServer(settings if settings is not None else Settings(), broker=broker)

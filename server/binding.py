@@ -1,0 +1,164 @@
+"""Binding RPCs of a protobuf service to mediator requests: the whole gRPC adapter.
+
+A service is a few lines::
+
+    ServiceBinding(
+        orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
+        streaming=orders_streaming_mediator,
+        unary=orders_request_mediator,
+        rpcs=[Rpc("ProcessOrders", ProcessOrdersCommand, OrderProcessedResult),
+              Rpc("GetOrder", GetOrderQuery, OrderView)],
+    )
+
+Server-streaming RPCs go to ``streaming.stream(request)``, one message per yielded item, written as
+soon as the handler yields it; unary RPCs go to ``unary.send(request)``. The request body is decoded
+here (an undecodable body is INVALID_ARGUMENT, not grpc's UNKNOWN), and every failure becomes a
+status through :mod:`server.errors`, in :class:`server.calls.Call`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import typing
+
+import grpc
+import pydantic
+from google.protobuf import message as proto_message
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+
+from mediator import Request, RequestMediator, Response, StreamingRequestMediator
+from server.calls import CallRegistry
+from server.convert import BindingError, to_model, to_proto
+from server.errors import FieldViolation, InvalidArgument
+
+__all__ = ["BoundRpc", "Rpc", "ServiceBinding"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rpc:
+    """One RPC of the service: its name in the .proto, and the mediator request and response models."""
+
+    name: str
+    request: type[Request]
+    response: type[Response]
+
+
+class BoundRpc:
+    """An RPC ready to serve: its descriptor, the converters, and its mediator."""
+
+    def __init__(
+        self,
+        method: MethodDescriptor,
+        rpc: Rpc,
+        *,
+        streaming: StreamingRequestMediator | None,
+        unary: RequestMediator | None,
+    ) -> None:
+        if method.client_streaming:
+            raise BindingError(f"{method.full_name}: client-streaming RPCs are not supported")
+        self.method = method
+        self.rpc = rpc
+        self.path = f"/{method.containing_service.full_name}/{method.name}"
+        self.request_class = message_factory.GetMessageClass(method.input_type)
+        self.response_class = message_factory.GetMessageClass(method.output_type)
+        self._to_request = to_model(method.input_type, rpc.request)
+        self.to_message: typing.Callable[[pydantic.BaseModel], proto_message.Message] = to_proto(
+            rpc.response, self.response_class
+        )
+        self.server_streaming = method.server_streaming
+        if self.server_streaming and streaming is None:
+            raise BindingError(f"{method.full_name} streams: its service needs a StreamingRequestMediator")
+        if not self.server_streaming and unary is None:
+            raise BindingError(f"{method.full_name} is unary: its service needs a RequestMediator")
+        self.streaming = streaming
+        self.unary = unary
+
+    def decode(self, body: bytes) -> Request:
+        """The request model for a raw request body; ``InvalidArgument``/``ValidationError`` if bad."""
+        try:
+            message = self.request_class.FromString(body)
+        except proto_message.DecodeError as error:
+            raise InvalidArgument(
+                [FieldViolation("request", f"not a valid {self.method.input_type.full_name}: {error}")]
+            ) from None
+        return self._to_request(message)
+
+
+class ServiceBinding:
+    """A protobuf service whose RPCs are served by mediators."""
+
+    def __init__(
+        self,
+        service: ServiceDescriptor,
+        *,
+        rpcs: typing.Sequence[Rpc],
+        streaming: StreamingRequestMediator | None = None,
+        unary: RequestMediator | None = None,
+    ) -> None:
+        self.service = service
+        self.name = service.full_name
+        methods = {method.name: method for method in service.methods}
+        unknown = [rpc.name for rpc in rpcs if rpc.name not in methods]
+        if unknown:
+            raise BindingError(f"{self.name} has no RPC named {', '.join(unknown)}")
+        self.rpcs = [BoundRpc(methods[rpc.name], rpc, streaming=streaming, unary=unary) for rpc in rpcs]
+        unbound = sorted(set(methods) - {rpc.name for rpc in rpcs})
+        if unbound:
+            raise BindingError(f"{self.name}: no binding for {', '.join(unbound)}")
+
+    def method_handlers(
+        self, calls: CallRegistry
+    ) -> dict[str, grpc.RpcMethodHandler[typing.Any, typing.Any]]:
+        """grpc method handlers for every RPC, keyed by method name."""
+        handlers: dict[str, grpc.RpcMethodHandler[typing.Any, typing.Any]] = {}
+        for bound in self.rpcs:
+            serialize = bound.response_class.SerializeToString
+            if bound.server_streaming:
+                handlers[bound.method.name] = grpc.unary_stream_rpc_method_handler(
+                    _stream_behaviour(bound, calls), request_deserializer=None, response_serializer=serialize
+                )
+            else:
+                handlers[bound.method.name] = grpc.unary_unary_rpc_method_handler(
+                    _unary_behaviour(bound, calls), request_deserializer=None, response_serializer=serialize
+                )
+        return handlers
+
+
+Behaviour: typing.TypeAlias = typing.Callable[
+    [bytes, grpc.aio.ServicerContext[typing.Any, typing.Any]], typing.Any
+]
+
+
+def _stream_behaviour(bound: BoundRpc, calls: CallRegistry) -> Behaviour:
+    mediator = typing.cast(StreamingRequestMediator, bound.streaming)
+    to_message = bound.to_message
+
+    async def serve(body: bytes, context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> None:
+        async with calls.open(bound.path, context) as call:
+            request = bound.decode(body)
+            # grpc.aio never closes what it does not own: closing the mediator stream here, in this
+            # task, is what runs the handler's `finally` promptly on cancel, deadline or error.
+            async with contextlib.aclosing(mediator.stream(request)) as items:
+                async for item in items:
+                    await context.write(to_message(item))
+                    call.items += 1
+
+    return serve
+
+
+def _unary_behaviour(bound: BoundRpc, calls: CallRegistry) -> Behaviour:
+    mediator = typing.cast(RequestMediator, bound.unary)
+    to_message = bound.to_message
+
+    async def serve(
+        body: bytes, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
+    ) -> proto_message.Message | None:
+        async with calls.open(bound.path, context) as call:
+            response = to_message(await mediator.send(bound.decode(body)))
+            call.items = 1
+            return response
+        return None  # reached only when the call was aborted; grpc ignores it
+
+    return serve

@@ -1,0 +1,139 @@
+"""The service's errors and the one place where any exception becomes a gRPC status.
+
+Service errors::
+
+    ServiceError
+    ├── InvalidArgument   the request is wrong; carries field violations (google.rpc.BadRequest)
+    └── NotFound          the thing asked for does not exist
+
+Mapping (:func:`status_for`):
+
+=====================================================  =====================
+exception                                              status
+=====================================================  =====================
+``pydantic.ValidationError``, :class:`InvalidArgument`  INVALID_ARGUMENT + BadRequest
+:class:`NotFound`                                      NOT_FOUND
+``mediator.exceptions.HandlerNotFound``                UNIMPLEMENTED
+``mediator.exceptions.BrokerUnavailable`` (or as the   UNAVAILABLE
+cause of an ``EventHandlerError``)
+``mediator.exceptions.EventHandlingError``             INTERNAL ("event processing failed")
+anything else                                          INTERNAL (no internals leaked)
+=====================================================  =====================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import grpc
+import pydantic
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from mediator.exceptions import BrokerUnavailable, EventHandlingError, HandlerNotFound
+
+__all__ = ["FieldViolation", "InvalidArgument", "NotFound", "ServiceError", "Status", "status_for"]
+
+
+class ServiceError(Exception):
+    """Root of the errors the service raises for its callers to see."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldViolation:
+    """One bad field: its path (``order_ids[2]``) and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(ServiceError):
+    """The request is invalid; ``violations`` say where and why."""
+
+    def __init__(self, violations: typing.Sequence[FieldViolation]) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+
+
+class NotFound(ServiceError):
+    """The requested entity does not exist."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """What a caller is told: a code, a message, and the field violations, if any."""
+
+    code: grpc.StatusCode
+    message: str
+    violations: tuple[FieldViolation, ...] = ()
+    expected: bool = True
+    """False for failures the service did not anticipate: they are logged with their traceback."""
+
+    def to_rpc_status(self) -> status_pb2.Status:
+        """As a ``google.rpc.Status``, with a ``BadRequest`` detail when there are violations."""
+        details = []
+        if self.violations:
+            bad_request = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in self.violations
+                ]
+            )
+            packed = any_pb2.Any()
+            packed.Pack(bad_request)
+            details.append(packed)
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def violations_of(error: pydantic.ValidationError) -> tuple[FieldViolation, ...]:
+    return tuple(
+        FieldViolation(_field_path(tuple(detail["loc"])) or "request", detail["msg"])
+        for detail in error.errors()
+    )
+
+
+def _broker_unavailable(error: BaseException) -> BrokerUnavailable | None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BrokerUnavailable):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+def _invalid(violations: tuple[FieldViolation, ...]) -> Status:
+    summary = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
+    more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
+    return Status(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}{more}", violations)
+
+
+def status_for(error: Exception, request_id: str) -> Status:
+    """The status a caller gets for ``error``. The only mapping from exceptions to codes."""
+    if isinstance(error, pydantic.ValidationError):
+        return _invalid(violations_of(error))
+    if isinstance(error, InvalidArgument):
+        return _invalid(error.violations)
+    if isinstance(error, NotFound):
+        return Status(grpc.StatusCode.NOT_FOUND, str(error))
+    if isinstance(error, HandlerNotFound):
+        return Status(grpc.StatusCode.UNIMPLEMENTED, "this method has no handler")
+    unavailable = _broker_unavailable(error)
+    if unavailable is not None:
+        return Status(
+            grpc.StatusCode.UNAVAILABLE, f"message broker unavailable: {unavailable}", expected=False
+        )
+    if isinstance(error, EventHandlingError):
+        return Status(
+            grpc.StatusCode.INTERNAL, f"event processing failed (request id {request_id})", expected=False
+        )
+    return Status(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})", expected=False)

@@ -1,0 +1,190 @@
+"""Orders, as in the spec: process a batch of orders as a stream; read back what was recorded.
+
+``ProcessOrders`` yields one ``OrderProcessedResult`` per order and emits, per order, the spec's
+``OrderProcessedEvent`` (recorded in the :class:`OrderBook` by its handler: that is what ``GetOrder``
+reads) and ``OrderAnalyticsEvent`` (counted per category), plus an ``OrderProcessedNotification``
+for the message broker.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import typing
+
+import pydantic
+
+import mediator
+from server.errors import NotFound
+
+__all__ = [
+    "GetOrderQuery",
+    "GetOrderQueryHandler",
+    "OrderAnalytics",
+    "OrderAnalyticsEvent",
+    "OrderAnalyticsEventHandler",
+    "OrderBook",
+    "OrderProcessedEvent",
+    "OrderProcessedEventHandler",
+    "OrderProcessedNotification",
+    "OrderProcessedResult",
+    "OrderView",
+    "ProcessOrdersCommand",
+    "ProcessOrdersCommandHandler",
+]
+
+MAX_ORDERS_PER_REQUEST = 10_000
+MAX_ORDER_ID_LENGTH = 128
+
+OrderId = typing.Annotated[
+    str, pydantic.StringConstraints(min_length=1, max_length=MAX_ORDER_ID_LENGTH, pattern=r"^[^\x00-\x1f]+$")
+]
+
+
+class ProcessOrdersCommand(mediator.Request):
+    order_ids: typing.Annotated[
+        list[OrderId], pydantic.Field(min_length=1, max_length=MAX_ORDERS_PER_REQUEST)
+    ]
+
+
+class OrderProcessedResult(mediator.Response):
+    order_id: str
+    status: str
+    processed_at: datetime.datetime
+    items_count: int
+
+
+class OrderProcessedEvent(mediator.DomainEvent, frozen=True):
+    order_id: str
+    customer_id: str
+    total_amount: float
+    status: str = "processed"
+    processed_at: datetime.datetime
+
+
+class OrderAnalyticsEvent(mediator.DomainEvent, frozen=True):
+    order_id: str
+    category: str
+
+
+class OrderSummary(pydantic.BaseModel, frozen=True):
+    order_id: str
+    customer_id: str
+    total_amount: float
+
+
+class OrderProcessedNotification(mediator.NotificationEvent[OrderSummary], frozen=True):
+    topic: str = "orders.processed"
+
+
+class GetOrderQuery(mediator.Request):
+    order_id: OrderId
+
+
+class OrderView(mediator.Response):
+    order_id: str
+    customer_id: str
+    total_amount: float
+    status: str
+    processed_at: datetime.datetime
+
+
+class OrderBook:
+    """What the service knows about processed orders (in memory: the demo's store)."""
+
+    def __init__(self) -> None:
+        self._orders: dict[str, OrderView] = {}
+
+    def record(self, order: OrderView) -> None:
+        self._orders[order.order_id] = order
+
+    def get(self, order_id: str) -> OrderView:
+        try:
+            return self._orders[order_id]
+        except KeyError:
+            raise NotFound(f"order {order_id!r} was never processed") from None
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+
+class OrderAnalytics:
+    """Orders seen per category."""
+
+    def __init__(self) -> None:
+        self.per_category: collections.Counter[str] = collections.Counter()
+
+
+class ProcessOrdersCommandHandler(
+    mediator.StreamingRequestHandler[ProcessOrdersCommand, OrderProcessedResult]
+):
+    def __init__(self) -> None:
+        self._events: list[mediator.Event] = []
+
+    @property
+    def events(self) -> list[mediator.Event]:
+        return self._events.copy()
+
+    def clear_events(self) -> None:
+        self._events.clear()
+
+    async def handle(self, request: ProcessOrdersCommand) -> typing.AsyncIterator[OrderProcessedResult]:
+        for order_id in request.order_ids:
+            processed_at = datetime.datetime.now(datetime.UTC)
+            customer_id = f"customer_{order_id}"
+            self._events.append(
+                OrderProcessedEvent(
+                    order_id=order_id, customer_id=customer_id, total_amount=100.0, processed_at=processed_at
+                )
+            )
+            self._events.append(OrderAnalyticsEvent(order_id=order_id, category="electronics"))
+            self._events.append(
+                OrderProcessedNotification(
+                    payload=OrderSummary(order_id=order_id, customer_id=customer_id, total_amount=100.0)
+                )
+            )
+            yield OrderProcessedResult(
+                order_id=order_id, status="processed", processed_at=processed_at, items_count=3
+            )
+
+
+class OrderProcessedEventHandler(mediator.EventHandler[OrderProcessedEvent]):
+    def __init__(self, book: OrderBook) -> None:
+        self._book = book
+
+    async def handle(self, event: OrderProcessedEvent) -> None:
+        self._book.record(
+            OrderView(
+                order_id=event.order_id,
+                customer_id=event.customer_id,
+                total_amount=event.total_amount,
+                status=event.status,
+                processed_at=event.processed_at,
+            )
+        )
+
+
+class OrderAnalyticsEventHandler(mediator.EventHandler[OrderAnalyticsEvent]):
+    def __init__(self, analytics: OrderAnalytics) -> None:
+        self._analytics = analytics
+
+    async def handle(self, event: OrderAnalyticsEvent) -> None:
+        self._analytics.per_category[event.category] += 1
+
+
+class GetOrderQueryHandler(mediator.RequestHandler[GetOrderQuery, OrderView]):
+    def __init__(self, book: OrderBook) -> None:
+        self._book = book
+
+    async def handle(self, request: GetOrderQuery) -> OrderView:
+        return self._book.get(request.order_id)
+
+
+def commands_mapper(mapper: mediator.RequestMap) -> None:
+    mapper.bind(ProcessOrdersCommand, ProcessOrdersCommandHandler)
+    mapper.bind(GetOrderQuery, GetOrderQueryHandler)
+
+
+def domain_events_mapper(mapper: mediator.EventMap) -> None:
+    mapper.bind(OrderProcessedEvent, OrderProcessedEventHandler)
+    mapper.bind(OrderAnalyticsEvent, OrderAnalyticsEventHandler)

@@ -1,0 +1,76 @@
+"""The service's configuration: defaults, then a TOML config file, then ``RILL_`` environment variables.
+
+Nested settings use ``__`` in the environment: ``RILL_ORDERS__MAX_CONCURRENT_EVENT_HANDLERS=4``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import typing
+
+import pydantic
+import pydantic_settings
+
+from mediator import EventDelivery
+
+__all__ = ["DEMO_STORAGE", "ServiceSettings", "Settings", "load_settings"]
+
+DEMO_STORAGE = pathlib.Path(__file__).parent / "demo_storage"
+
+
+class ServiceSettings(pydantic.BaseModel):
+    """Event processing of one service's mediators."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    max_concurrent_event_handlers: int = pydantic.Field(10, ge=1, le=10_000)
+    concurrent_event_handle_enable: bool = True
+    event_delivery: EventDelivery = EventDelivery.STRICT
+    event_handler_timeout: float | None = pydantic.Field(30.0, gt=0)
+    drain_timeout: float = pydantic.Field(10.0, ge=0)
+
+
+class Settings(pydantic_settings.BaseSettings):
+    """Everything ``python -m server`` can be told."""
+
+    model_config = pydantic_settings.SettingsConfigDict(
+        env_prefix="RILL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    address: str = "127.0.0.1:50051"
+    grace_period: float = pydantic.Field(10.0, ge=0, description="seconds in-flight calls get on shutdown")
+    storage_root: pathlib.Path = DEMO_STORAGE
+    log_level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    orders: ServiceSettings = ServiceSettings()
+    files: ServiceSettings = ServiceSettings()
+
+    @pydantic.field_validator("address")
+    @classmethod
+    def _host_and_port(cls, address: str) -> str:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT, got {address!r}")
+        return address
+
+
+def load_settings(config_file: pathlib.Path | None = None, **overrides: typing.Any) -> Settings:
+    """Settings from ``config_file`` (TOML), the environment and ``overrides``, in rising priority."""
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[pydantic_settings.BaseSettings],
+            init_settings: pydantic_settings.PydanticBaseSettingsSource,
+            env_settings: pydantic_settings.PydanticBaseSettingsSource,
+            dotenv_settings: pydantic_settings.PydanticBaseSettingsSource,
+            file_secret_settings: pydantic_settings.PydanticBaseSettingsSource,
+        ) -> tuple[pydantic_settings.PydanticBaseSettingsSource, ...]:
+            sources: tuple[pydantic_settings.PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            if config_file is not None:
+                sources += (pydantic_settings.TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+            return sources
+
+    return Settings.model_validate(_FromFile(**overrides).model_dump())

@@ -1,0 +1,49 @@
+"""Fixtures shared by every test package: a real server, in-process, on a free port."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import typing
+
+import grpc
+import pytest
+
+from mediator.message_brokers.memory import InMemoryMessageBroker
+from server import RillServer, Settings, create_server
+from server.settings import DEMO_STORAGE
+
+
+@pytest.fixture
+def storage_root(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A copy of the demo storage that a test may change freely."""
+    root = tmp_path / "storage"
+    shutil.copytree(DEMO_STORAGE, root)
+    return root
+
+
+@pytest.fixture
+def server_settings(storage_root: pathlib.Path) -> Settings:
+    return Settings(address="127.0.0.1:0", storage_root=storage_root, grace_period=0)
+
+
+@pytest.fixture
+def broker() -> InMemoryMessageBroker:
+    return InMemoryMessageBroker()
+
+
+@pytest.fixture
+async def rill_server(server_settings: Settings, broker: InMemoryMessageBroker) -> typing.AsyncIterator[RillServer]:
+    """The real service, started in this event loop on 127.0.0.1:<free port>, stopped after the test."""
+    server = create_server(server_settings, broker=broker)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(grace=0)
+
+
+@pytest.fixture
+async def channel(rill_server: RillServer) -> typing.AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(rill_server.address) as channel:
+        yield channel

@@ -1,0 +1,203 @@
+"""The real service, in-process on a free port, called by a real grpc.aio client."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import pathlib
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from mediator.message_brokers.memory import InMemoryMessageBroker
+from protos.files.v1 import files_pb2, files_pb2_grpc
+from protos.orders.v1 import orders_pb2, orders_pb2_grpc
+from server import RillServer, Settings, create_server
+from server.settings import ServiceSettings
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    status = rpc_status.from_call(error)
+    assert status is not None, "INVALID_ARGUMENT without google.rpc.Status details"
+    violations = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad_request)
+        violations += [(v.field, v.description) for v in bad_request.field_violations]
+    return violations
+
+
+async def test_process_orders_streams_one_result_per_order_in_order(channel: grpc.aio.Channel) -> None:
+    orders = orders_pb2_grpc.OrderServiceStub(channel)
+    results = [
+        r async for r in orders.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=["a", "b", "c"]))
+    ]
+    assert [r.order_id for r in results] == ["a", "b", "c"]
+    assert {r.status for r in results} == {"processed"}
+    assert all(r.items_count == 3 and r.processed_at.seconds > 0 for r in results)
+
+
+async def test_get_order_returns_what_the_event_handler_recorded(
+    channel: grpc.aio.Channel, broker: InMemoryMessageBroker
+) -> None:
+    orders = orders_pb2_grpc.OrderServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await orders.GetOrder(orders_pb2.GetOrderRequest(order_id="a"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+    [result] = [r async for r in orders.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=["a"]))]
+    order = await orders.GetOrder(orders_pb2.GetOrderRequest(order_id="a"))
+    assert (order.order_id, order.customer_id, order.total_amount, order.status) == (
+        "a",
+        "customer_a",
+        100.0,
+        "processed",
+    )
+    assert order.processed_at == result.processed_at
+    [notification] = broker.by_topic("orders.processed")
+    assert notification.message_name == "OrderProcessedNotification"
+    assert notification.payload == {"order_id": "a", "customer_id": "customer_a", "total_amount": 100.0}
+
+
+async def test_request_id_is_echoed_in_trailing_metadata(channel: grpc.aio.Channel) -> None:
+    orders = orders_pb2_grpc.OrderServiceStub(channel)
+    call = orders.ProcessOrders(
+        orders_pb2.ProcessOrdersRequest(order_ids=["a"]), metadata=(("x-request-id", "req-42"),)
+    )
+    assert [r.order_id async for r in call] == ["a"]
+    assert ("x-request-id", "req-42") in tuple(await call.trailing_metadata())
+
+
+@pytest.mark.parametrize(
+    ("order_ids", "field"),
+    [
+        ([], "order_ids"),
+        (["ok", ""], "order_ids[1]"),
+        (["x" * 129], "order_ids[0]"),
+        (["bad\nid"], "order_ids[0]"),
+    ],
+)
+async def test_invalid_orders_are_refused_with_field_violations(
+    channel: grpc.aio.Channel, order_ids: list[str], field: str
+) -> None:
+    orders = orders_pb2_grpc.OrderServiceStub(channel)
+    call = orders.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=order_ids))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in call:
+            pytest.fail("nothing may be streamed for an invalid request")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [violation_field for violation_field, _ in field_violations(raised.value)] == [field]
+
+
+async def test_process_files_hashes_each_file_and_reports_missing_ones(
+    channel: grpc.aio.Channel, storage_root: pathlib.Path
+) -> None:
+    files = files_pb2_grpc.FileServiceStub(channel)
+    ids = ["hello.txt", "missing.txt", "large.bin", "reports"]
+    results = [r async for r in files.ProcessFiles(files_pb2.ProcessFilesRequest(file_ids=ids))]
+    assert [(r.file_id, r.status) for r in results] == [
+        ("hello.txt", "completed"),
+        ("missing.txt", "not_found"),
+        ("large.bin", "completed"),
+        ("reports", "not_found"),
+    ]
+    for result in (results[0], results[2]):
+        content = (storage_root / result.file_id).read_bytes()
+        assert result.size_bytes == len(content)
+        assert result.sha256 == hashlib.sha256(content).hexdigest()
+    assert results[1].size_bytes == 0 and results[1].sha256 == ""
+
+
+async def test_file_ids_leaving_the_storage_root_are_refused_before_anything_is_read(
+    channel: grpc.aio.Channel, storage_root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    os.symlink(outside, storage_root / "escape.txt")
+    os.symlink(tmp_path, storage_root / "escape-dir")
+    files = files_pb2_grpc.FileServiceStub(channel)
+    ids = [
+        "hello.txt",
+        "../secret.txt",
+        str(outside),
+        "escape.txt",
+        "escape-dir/secret.txt",
+        "a/../hello.txt",
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in files.ProcessFiles(files_pb2.ProcessFilesRequest(file_ids=ids)):
+            pytest.fail("nothing may be streamed when any id leaves the root")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [field for field, _ in field_violations(raised.value)] == [f"file_ids[{i}]" for i in range(1, 6)]
+
+
+async def test_undecodable_request_body_is_invalid_argument(channel: grpc.aio.Channel) -> None:
+    call = channel.unary_stream(
+        "/orders.v1.OrderService/ProcessOrders", request_serializer=None, response_deserializer=None
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in call(b"\xff\xff\xff\xff"):
+            pytest.fail("an undecodable request must not stream")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [field for field, _ in field_violations(raised.value)] == ["request"]
+
+
+async def test_unknown_method_is_unimplemented(channel: grpc.aio.Channel) -> None:
+    call = channel.unary_unary(
+        "/orders.v1.OrderService/Nope", request_serializer=None, response_deserializer=None
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(b"")
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_health_reports_each_service_and_goes_not_serving_on_stop(server_settings: Settings) -> None:
+    server = create_server(server_settings)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "orders.v1.OrderService", "files.v1.FileService"):
+                response = await health.Check(health_pb2.HealthCheckRequest(service=service))
+                assert response.status == health_pb2.HealthCheckResponse.SERVING
+            watch = health.Watch(health_pb2.HealthCheckRequest(service="orders.v1.OrderService"))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            stopping = asyncio.create_task(server.stop(grace=5))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            await stopping
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_each_service_gets_its_own_event_concurrency(storage_root: pathlib.Path) -> None:
+    settings = Settings(
+        address="127.0.0.1:0",
+        storage_root=storage_root,
+        orders=ServiceSettings(max_concurrent_event_handlers=2, event_delivery="overlapped"),
+        files=ServiceSettings(concurrent_event_handle_enable=False),
+    )
+    server: RillServer = create_server(settings)
+    assert server.mediators["orders"].max_concurrent_event_handlers == 2
+    assert server.mediators["orders"].event_delivery == "overlapped"
+    assert server.mediators["files"].max_concurrent_event_handlers == 1
+    assert server.mediators["files"].event_delivery == "strict"
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            orders = orders_pb2_grpc.OrderServiceStub(channel)
+            ids = [f"o{i}" for i in range(50)]
+
+            async def one_stream() -> list[str]:
+                return [
+                    r.order_id
+                    async for r in orders.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=ids))
+                ]
+
+            assert await asyncio.gather(*(one_stream() for _ in range(4))) == [ids] * 4
+        assert 1 <= server.mediators["orders"].peak_event_handlers_running <= 2
+    finally:
+        await server.stop(grace=0)
