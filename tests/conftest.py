@@ -33,7 +33,9 @@ def broker() -> InMemoryMessageBroker:
 
 
 @pytest.fixture
-async def rill_server(server_settings: Settings, broker: InMemoryMessageBroker) -> typing.AsyncIterator[RillServer]:
+async def rill_server(
+    server_settings: Settings, broker: InMemoryMessageBroker
+) -> typing.AsyncIterator[RillServer]:
     """The real service, started in this event loop on 127.0.0.1:<free port>, stopped after the test."""
     server = create_server(server_settings, broker=broker)
     await server.start()

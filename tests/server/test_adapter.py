@@ -185,7 +185,8 @@ async def test_handler_error_after_items_is_internal_and_leaks_nothing(
     request_id = dict(raised.value.trailing_metadata())["x-request-id"]
     assert request_id in raised.value.details()
     logged = [r for r in caplog.records if r.levelname == "ERROR" and request_id in r.getMessage()]
-    assert logged and "secret internal detail" in str(logged[0].exc_info[1])
+    assert logged
+    assert "secret internal detail" in str(logged[0].exc_info[1])
 
 
 async def test_handler_not_found_maps_to_unimplemented(

@@ -75,7 +75,8 @@ async def test_sigterm_drains_and_exits_zero(server_process: ServerProcess) -> N
     assert server_process.process.returncode == 0, stderr.decode()
     log = stderr.decode()
     assert "orders: max_concurrent_event_handlers=3" in log
-    assert "signal received: shutting down" in log and "stopped" in log
+    assert "signal received: shutting down" in log
+    assert "stopped" in log
 
 
 async def test_health_is_serving_from_the_process(server_process: ServerProcess) -> None:
@@ -110,5 +111,6 @@ async def test_bad_configuration_is_a_clear_error(
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 2
     text = stderr.decode()
-    assert "cannot start" in text and message in text
+    assert "cannot start" in text
+    assert message in text
     assert "Traceback" not in text

@@ -109,7 +109,8 @@ async def test_process_files_hashes_each_file_and_reports_missing_ones(
         content = (storage_root / result.file_id).read_bytes()
         assert result.size_bytes == len(content)
         assert result.sha256 == hashlib.sha256(content).hexdigest()
-    assert results[1].size_bytes == 0 and results[1].sha256 == ""
+    assert results[1].size_bytes == 0
+    assert results[1].sha256 == ""
 
 
 async def test_file_ids_leaving_the_storage_root_are_refused_before_anything_is_read(
