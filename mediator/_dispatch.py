@@ -95,16 +95,18 @@ class EventDispatcher:
         self.event_handler_timeout = event_handler_timeout
         self.drain_timeout = drain_timeout
         self.max_cascade_depth = max_cascade_depth
-        self._targets: dict[type[Event], tuple[Target, ...]] = {}
+        self._targets: dict[type[Event], tuple[tuple[Target, ...], tuple[Target, ...]]] = {}
 
     def targets(self, event_type: type[Event]) -> tuple[Target, ...]:
         """The handlers bound to ``event_type``, then the broker if it is a notification."""
-        found = self._targets.get(event_type)
-        if found is None:
-            handlers: tuple[Target, ...] = self.event_map.handlers_for(event_type)
-            if issubclass(event_type, NotificationEvent):
-                handlers += (self.broker,)
-            found = self._targets[event_type] = handlers
+        # The event map caches its answer until a new binding; ours follows that answer, so a
+        # handler bound after the mediator was first used is not missed.
+        handlers: tuple[Target, ...] = self.event_map.handlers_for(event_type)
+        cached = self._targets.get(event_type)
+        if cached is not None and cached[0] is handlers:
+            return cached[1]
+        found = (*handlers, self.broker) if issubclass(event_type, NotificationEvent) else handlers
+        self._targets[event_type] = (handlers, found)
         return found
 
     def invoke(self, run: _Run) -> typing.Coroutine[typing.Any, typing.Any, Emitted]:
@@ -131,14 +133,17 @@ class EventDispatcher:
         return ()
 
     @staticmethod
-    async def _bounded(coro: typing.Coroutine[typing.Any, typing.Any, Emitted], timeout: float) -> Emitted:
-        async with asyncio.timeout(timeout) as deadline:
-            try:
+    async def _bounded(coro: typing.Coroutine[typing.Any, typing.Any, Emitted], seconds: float) -> Emitted:
+        # asyncio.timeout turns its own cancellation into a TimeoutError raised by the `async with`
+        # itself, so that is where ours is told apart from a TimeoutError the handler raised.
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
                 return await coro
-            except TimeoutError:
-                if deadline.expired():
-                    raise _TimedOut from None
-                raise
+        except TimeoutError:
+            if deadline.expired():
+                raise _TimedOut from None
+            raise
         raise AssertionError("unreachable")  # pragma: no cover - asyncio.timeout re-raises
 
 
@@ -167,7 +172,7 @@ class EventBatch:
         self._failures: list[EventHandlingError] = []
         self._settled: asyncio.Future[None] | None = None
         self._started: asyncio.Future[None] | None = None
-        self._abandoning = False
+        self._abandoning = ""  # why the batch gave up on its runs, once it has
 
     @property
     def settled(self) -> bool:
@@ -199,6 +204,10 @@ class EventBatch:
 
     def _start_queued(self, ticket: Ticket) -> None:
         self._start(self._queued.pop(ticket))
+        if not self._queued:
+            # The slot may have come from another stream's run: nothing of this batch ends here
+            # to call _wake(), yet a stream waiting in wait_started() may go on now.
+            self._wake()
 
     def _start(self, run: _Run) -> None:
         task = _start_task(self._dispatcher.invoke(run))
@@ -222,9 +231,10 @@ class EventBatch:
                 emitted = task.result()
                 if emitted and self._abandoning:
                     logger.error(
-                        "%d events emitted by %s were not handled: the stream's drain timeout ran out",
+                        "%d events emitted by %s were not handled: %s",
                         len(emitted),
                         run.target_name,
+                        self._abandoning,
                     )
                 elif emitted:
                     self.submit(emitted, run.depth + 1)
@@ -285,6 +295,7 @@ class EventBatch:
         Used when nobody waits for the outcome any more (the consumer went away, or the request
         failed): failures and abandoned runs are logged, never silently dropped.
         """
+        interrupted = False
         try:
             if not self.settled:
                 self._settled = asyncio.get_running_loop().create_future()
@@ -292,33 +303,32 @@ class EventBatch:
                     await asyncio.wait((self._settled,), timeout=self._dispatcher.drain_timeout)
                 finally:
                     self._settled = None
+        except BaseException:
+            interrupted = True
+            raise
         finally:
             # Reached on a normal drain, a drain timeout, and a cancellation of the drain itself.
             if not self.settled:
-                await self._abandon()
+                await self._abandon(
+                    "the stream's drain was interrupted"
+                    if interrupted
+                    else f"the stream's drain timeout ({self._dispatcher.drain_timeout:g} s) ran out"
+                )
             for failure in self._failures:
                 logger.error("event handling failed after the stream ended: %s", failure, exc_info=failure)
             self._failures.clear()
 
-    async def _abandon(self) -> None:
-        self._abandoning = True
+    async def _abandon(self, reason: str) -> None:
+        self._abandoning = reason
         for ticket, run in self._queued.items():
             ticket.cancel()
             logger.error(
-                "%s for %s was never started: the stream's drain timeout (%g s) ran out",
-                run.target_name,
-                type(run.event).__qualname__,
-                self._dispatcher.drain_timeout,
+                "%s for %s was never started: %s", run.target_name, type(run.event).__qualname__, reason
             )
         self._queued.clear()
         running = dict(self._running)
         for task, run in running.items():
             task.cancel()
-            logger.error(
-                "%s for %s was cancelled: the stream's drain timeout (%g s) ran out",
-                run.target_name,
-                type(run.event).__qualname__,
-                self._dispatcher.drain_timeout,
-            )
+            logger.error("%s for %s was cancelled: %s", run.target_name, type(run.event).__qualname__, reason)
         if running:
             await asyncio.wait(running)

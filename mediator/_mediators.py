@@ -13,7 +13,8 @@ Event delivery for streams (``event_delivery``):
     Item *n* reaches the consumer at once; its events run in the background, under the same bound,
     while the handler produces item *n + 1*. The handler is not asked for the next item while runs of
     this stream are still queued for a slot, so a fast handler cannot pile up unbounded work. The stream
-    ends only when every event has been handled; a failure ends it at the next item boundary.
+    ends only when every event has been handled; a failure ends it at the next item boundary (once a
+    failure is known, no further item is delivered).
 
 Guarantees for both:
 
@@ -208,11 +209,12 @@ class StreamingRequestMediator(_Mediator):
     ) -> typing.AsyncGenerator[typing.Any, None]:
         handler = await self._resolver.resolve(handler_type)
         batch = EventBatch(self._dispatcher)
-        items = handler.handle(request)
+        items = typing.cast(typing.AsyncGenerator[typing.Any, None], handler.handle(request))
         finished = False
         try:
             async for item in items:
-                if _take_events(handler, batch) and strict and (not batch.settled or batch.failed):
+                taken = _take_events(handler, batch)
+                if batch.failed or (strict and taken and not batch.settled):
                     await batch.wait()
                 yield item
                 if not strict:

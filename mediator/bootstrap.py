@@ -46,6 +46,7 @@ def bootstrap(
     queries_mapper: CommandsMapper | None = None,
     event_handler_timeout: float | None = None,
     drain_timeout: float = 10.0,
+    max_event_cascade_depth: int = 16,
 ) -> RequestMediator:
     """A :class:`RequestMediator` for regular (one response) handlers.
 
@@ -63,6 +64,7 @@ def bootstrap(
         concurrent_event_handle_enable=concurrent_event_handle_enable,
         event_handler_timeout=event_handler_timeout,
         drain_timeout=drain_timeout,
+        max_event_cascade_depth=max_event_cascade_depth,
     )
 
 
@@ -77,6 +79,7 @@ def bootstrap_streaming(
     event_delivery: EventDelivery | str = EventDelivery.STRICT,
     event_handler_timeout: float | None = None,
     drain_timeout: float = 10.0,
+    max_event_cascade_depth: int = 16,
 ) -> StreamingRequestMediator:
     """A :class:`StreamingRequestMediator`, with the spec's defaults (10 handlers at once, concurrent)."""
     request_map, event_map = _maps(commands_mapper, domain_events_mapper)
@@ -90,4 +93,5 @@ def bootstrap_streaming(
         event_delivery=event_delivery,
         event_handler_timeout=event_handler_timeout,
         drain_timeout=drain_timeout,
+        max_event_cascade_depth=max_event_cascade_depth,
     )

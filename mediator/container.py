@@ -99,9 +99,14 @@ class Resolver:
 
     # -- dependency_injector ----------------------------------------------------------------------
     def _plan_dependency_injector(self, type_: type) -> Factory | None:
+        # The provider of exactly ``type_`` wins; failing that, one of a subclass stands in for it.
+        # traverse() walks a set, so "the first match" alone would vary from run to run.
         container: typing.Any = self._container
+        stand_in: Factory | None = None
         for provider in container.traverse():
             provided = getattr(provider, "cls", None) or getattr(provider, "provides", None)
-            if isinstance(provided, type) and issubclass(provided, type_):
+            if provided is type_:
                 return typing.cast(Factory, provider)
-        return type_
+            if stand_in is None and isinstance(provided, type) and issubclass(provided, type_):
+                stand_in = typing.cast(Factory, provider)
+        return stand_in if stand_in is not None else type_

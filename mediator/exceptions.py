@@ -23,7 +23,7 @@ from __future__ import annotations
 import typing
 
 if typing.TYPE_CHECKING:
-    from mediator._events import Event
+    from mediator._messages import Event
 
 __all__ = [
     "BrokerError",
