@@ -11,6 +11,7 @@ import sys
 
 import pydantic
 
+from mediator.exceptions import BrokerError
 from server.app import create_server
 from server.settings import load_settings
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     try:
         asyncio.run(serve(args))
-    except (pydantic.ValidationError, FileNotFoundError, NotADirectoryError, OSError) as error:
+    except (pydantic.ValidationError, FileNotFoundError, NotADirectoryError, OSError, BrokerError) as error:
         print(f"rill server: cannot start: {error}", file=sys.stderr)
         sys.exit(2)
 

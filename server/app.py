@@ -17,6 +17,7 @@ from mediator.message_brokers.protocol import MessageBroker
 from protos.files.v1 import files_pb2
 from protos.orders.v1 import orders_pb2
 from server.binding import Rpc, ServiceBinding
+from server.brokers import StartableBroker, broker_from_url
 from server.calls import CallRegistry
 from server.services import files, orders
 from server.settings import ServiceSettings, Settings
@@ -132,6 +133,8 @@ class RillServer:
     async def start(self) -> None:
         if self._stopped:
             raise RuntimeError("a stopped server cannot be started again; create a new one")
+        if isinstance(self.broker, StartableBroker):
+            await self.broker.start()  # an unreachable broker fails the start-up, before serving
         await self._server.start()
         self._started = True
         for binding in self.bindings:
@@ -183,5 +186,9 @@ class RillServer:
 
 
 def create_server(settings: Settings | None = None, *, broker: MessageBroker | None = None) -> RillServer:
-    """Build the server from explicit settings (``Settings()`` holds the embedded defaults)."""
-    return RillServer(settings if settings is not None else Settings(), broker=broker)
+    """Build the server from explicit settings (``Settings()`` holds the embedded defaults).
+
+    The message broker is ``broker`` if given, else the one ``settings.broker`` names.
+    """
+    settings = settings if settings is not None else Settings()
+    return RillServer(settings, broker=broker if broker is not None else broker_from_url(settings.broker))

@@ -17,9 +17,9 @@ import uuid
 import grpc
 from grpc_status import rpc_status
 
-from server.errors import status_for
+from server.errors import Status, status_for
 
-__all__ = ["Call", "CallRegistry"]
+__all__ = ["REQUEST_ID_KEY", "Call", "CallRegistry", "request_id_from"]
 
 logger = logging.getLogger("server.calls")
 
@@ -27,7 +27,7 @@ REQUEST_ID_KEY = "x-request-id"
 
 
 class Call:
-    """One RPC in flight."""
+    """One call in flight, over gRPC or HTTP."""
 
     __slots__ = ("items", "method", "request_id", "started")
 
@@ -41,73 +41,97 @@ class Call:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def cancelled(self) -> None:
+        # The client went away, its deadline passed, or the server stopped: nobody hears a status.
+        logger.info(
+            "%s cancelled after %d items, %.3f s (request id %s)",
+            self.method,
+            self.items,
+            self.elapsed,
+            self.request_id,
+        )
 
-def _request_id(context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
-            return value
+    def failed(self, error: Exception) -> Status:
+        """The status the caller gets for ``error``, logged (with the traceback if unexpected)."""
+        status = status_for(error, self.request_id)
+        if status.expected:
+            logger.info(
+                "%s %s after %d items: %s (request id %s)",
+                self.method,
+                status.code.name,
+                self.items,
+                status.message,
+                self.request_id,
+            )
+        else:
+            logger.error(
+                "%s failed after %d items (request id %s)",
+                self.method,
+                self.items,
+                self.request_id,
+                exc_info=error,
+            )
+        return status
+
+    def succeeded(self) -> None:
+        logger.info(
+            "%s OK, %d items, %.3f s (request id %s)", self.method, self.items, self.elapsed, self.request_id
+        )
+
+
+def request_id_from(value: str | None) -> str:
+    """The caller's request id if it is a sensible one, else a new one."""
+    if value and len(value) <= 128 and value.isprintable():
+        return value
     return uuid.uuid4().hex
 
 
+def _grpc_request_id(context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            return request_id_from(value)
+    return request_id_from(None)
+
+
 class CallRegistry:
-    """Counts the calls in flight; ``wait_idle`` lets shutdown wait for them."""
+    """Counts the calls in flight over both transports; ``wait_idle`` lets shutdown wait for them."""
 
     def __init__(self) -> None:
         self.active = 0
         self._idle: asyncio.Event | None = None
 
-    @contextlib.asynccontextmanager
-    async def open(
-        self, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
-    ) -> typing.AsyncIterator[Call]:
-        call = Call(method, _request_id(context))
-        context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
+    @contextlib.contextmanager
+    def track(self, method: str, request_id: str) -> typing.Iterator[Call]:
+        """Count a call while it runs (the transport reports its outcome on the :class:`Call`)."""
         self.active += 1
         try:
-            yield call
-        except asyncio.CancelledError:
-            # The client went away, its deadline passed, or the server stopped: nobody hears a status.
-            logger.info(
-                "%s cancelled after %d items, %.3f s (request id %s)",
-                method,
-                call.items,
-                call.elapsed,
-                call.request_id,
-            )
-            raise
-        except grpc.aio.AbortError:
-            raise
-        except Exception as error:
-            status = status_for(error, call.request_id)
-            if status.expected:
-                logger.info(
-                    "%s %s after %d items: %s (request id %s)",
-                    method,
-                    status.code.name,
-                    call.items,
-                    status.message,
-                    call.request_id,
-                )
-            else:
-                logger.error(
-                    "%s failed after %d items (request id %s)",
-                    method,
-                    call.items,
-                    call.request_id,
-                    exc_info=error,
-                )
-            rich = rpc_status.to_status(status.to_rpc_status())
-            await context.abort(
-                rich.code, rich.details, (*rich.trailing_metadata, (REQUEST_ID_KEY, call.request_id))
-            )
-        else:
-            logger.info(
-                "%s OK, %d items, %.3f s (request id %s)", method, call.items, call.elapsed, call.request_id
-            )
+            yield Call(method, request_id)
         finally:
             self.active -= 1
             if self.active == 0 and self._idle is not None:
                 self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
+    ) -> typing.AsyncIterator[Call]:
+        """A gRPC call: tracked, its request id echoed, any exception turned into its status."""
+        with self.track(method, _grpc_request_id(context)) as call:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
+            try:
+                yield call
+            except asyncio.CancelledError:
+                call.cancelled()
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                rich = rpc_status.to_status(call.failed(error).to_rpc_status())
+                await context.abort(
+                    rich.code, rich.details, (*rich.trailing_metadata, (REQUEST_ID_KEY, call.request_id))
+                )
+            else:
+                call.succeeded()
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a cancel scope
         """Wait until no call is in flight (at most ``timeout`` s); whether that happened."""

@@ -6,7 +6,7 @@ Service errors::
     ├── InvalidArgument   the request is wrong; carries field violations (google.rpc.BadRequest)
     └── NotFound          the thing asked for does not exist
 
-Mapping (:func:`status_for`):
+Mapping (:func:`status_for`), the same for the gRPC and the HTTP edge (:attr:`Status.http_status`):
 
 =====================================================  =====================
 exception                                              status
@@ -70,6 +70,20 @@ class Status:
     expected: bool = True
     """False for failures the service did not anticipate: they are logged with their traceback."""
 
+    @property
+    def http_status(self) -> int:
+        """The HTTP status of the same outcome (INVALID_ARGUMENT is 422, as for any invalid body)."""
+        return _HTTP_STATUS.get(self.code, 500)
+
+    def to_json(self) -> dict[str, typing.Any]:
+        """The ``google.rpc.Status`` shape as JSON, with the code's name: what the HTTP edge answers."""
+        body: dict[str, typing.Any] = {"code": self.code.name, "message": self.message}
+        if self.violations:
+            body["field_violations"] = [
+                {"field": v.field, "description": v.description} for v in self.violations
+            ]
+        return body
+
     def to_rpc_status(self) -> status_pb2.Status:
         """As a ``google.rpc.Status``, with a ``BadRequest`` detail when there are violations."""
         details = []
@@ -84,6 +98,19 @@ class Status:
             packed.Pack(bad_request)
             details.append(packed)
         return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
+
+
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.INTERNAL: 500,
+}
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:

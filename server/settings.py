@@ -12,6 +12,7 @@ import pydantic
 import pydantic_settings
 
 from mediator import EventDelivery
+from server.brokers import check_broker_spec
 
 __all__ = ["DEMO_STORAGE", "ServiceSettings", "Settings", "load_settings"]
 
@@ -34,13 +35,20 @@ class Settings(pydantic_settings.BaseSettings):
     """Everything ``python -m server`` can be told."""
 
     model_config = pydantic_settings.SettingsConfigDict(
-        env_prefix="RILL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="RILL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,  # a broker URL holds a password
     )
 
     address: str = "127.0.0.1:50051"
     grace_period: float = pydantic.Field(10.0, ge=0, description="seconds in-flight calls get on shutdown")
     storage_root: pathlib.Path = DEMO_STORAGE
     log_level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    broker: str = pydantic.Field(
+        "memory", description="where notifications go: devnull, memory or an amqp:// URL (server.brokers)"
+    )
     orders: ServiceSettings = ServiceSettings()
     files: ServiceSettings = ServiceSettings()
 
@@ -51,6 +59,11 @@ class Settings(pydantic_settings.BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {address!r}")
         return address
+
+    @pydantic.field_validator("broker")
+    @classmethod
+    def _known_broker(cls, broker: str) -> str:
+        return check_broker_spec(broker)
 
 
 def load_settings(config_file: pathlib.Path | None = None, **overrides: typing.Any) -> Settings:
