@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 # Python code for every contract in protos/, importable as protos.<package>.v1.<name>_pb2.
 $(GENERATED): $(PROTOS) $(VENV)/.installed
 	find protos -name '*_pb2*.py*' -delete
-	$(PY) -m grpc_tools.protoc -Iprotos=protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	$(PY) -m grpc_tools.protoc -Iprotos=protos -Ithird_party/googleapis \
+		--python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 	for dir in protos $$(dirname $(PROTOS) | sort -u) $$(dirname $$(dirname $(PROTOS)) | sort -u); do \
 		touch $$dir/__init__.py; done
 	touch $@
@@ -35,7 +36,8 @@ node: node_modules/.installed
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	cd protos && ../node_modules/.bin/buf lint
+	node_modules/.bin/buf lint
+	node_modules/.bin/buf format --diff --exit-code protos
 
 typecheck: install
 	$(BIN)/mypy

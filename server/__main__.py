@@ -24,6 +24,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--address", help="HOST:PORT to listen on (default 127.0.0.1:50051; port 0 picks one)"
     )
     parser.add_argument(
+        "--http-address", help="HOST:PORT of the HTTP/SSE edge (default 127.0.0.1:8080; empty: off)"
+    )
+    parser.add_argument(
         "--config", type=pathlib.Path, help="a TOML config file (RILL_* variables override it)"
     )
     return parser.parse_args(argv)
@@ -31,6 +34,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     overrides = {"address": args.address} if args.address else {}
+    if args.http_address is not None:
+        overrides["http_address"] = args.http_address
     settings = load_settings(args.config, **overrides)
     logging.getLogger().setLevel(settings.log_level)
     server = create_server(settings)
@@ -41,6 +46,8 @@ async def serve(args: argparse.Namespace) -> None:
     await server.start()
     # Parsed by tests and scripts that start the server on port 0.
     print(f"listening on {server.address}", flush=True)
+    if server.http is not None:
+        print(f"http on {server.http.address}", flush=True)
     await stop.wait()
     logger.info("signal received: shutting down")
     await server.stop()

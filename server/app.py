@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import typing
 
@@ -19,6 +20,7 @@ from protos.orders.v1 import orders_pb2
 from server.binding import Rpc, ServiceBinding
 from server.brokers import StartableBroker, broker_from_url
 from server.calls import CallRegistry
+from server.http import HttpServer, create_http_app
 from server.services import files, orders
 from server.settings import ServiceSettings, Settings
 
@@ -68,7 +70,7 @@ def _mediators(
 
 
 class RillServer:
-    """The gRPC server with both services. ``async with`` starts and stops it."""
+    """Both services over gRPC, and over HTTP/SSE when ``http_address`` is set. ``async with`` runs it."""
 
     def __init__(self, settings: Settings, *, broker: MessageBroker | None = None) -> None:
         self.settings = settings
@@ -127,6 +129,10 @@ class RillServer:
             raise OSError(f"could not bind {settings.address}")
         host = settings.address.rpartition(":")[0]
         self.address = f"{host}:{self.port}"
+        self.http: HttpServer | None = None
+        if settings.http_address:
+            app = create_http_app(self.bindings, self.calls, ping_seconds=settings.sse_ping_seconds)
+            self.http = HttpServer(app, settings.http_address)
         self._started = False
         self._stopped = False
 
@@ -136,6 +142,8 @@ class RillServer:
         if isinstance(self.broker, StartableBroker):
             await self.broker.start()  # an unreachable broker fails the start-up, before serving
         await self._server.start()
+        if self.http is not None:
+            await self.http.start()
         self._started = True
         for binding in self.bindings:
             await self.health.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
@@ -165,7 +173,10 @@ class RillServer:
         grace = self.settings.grace_period if grace is None else grace
         await self.health.enter_graceful_shutdown()
         logger.info("stopping: %d calls in flight, %g s grace", self.calls.active, grace)
-        await self._server.stop(grace)
+        stopping = [self._server.stop(grace)]
+        if self.http is not None:
+            stopping.append(self.http.stop(grace))
+        await asyncio.gather(*stopping)
         drain = max(getattr(self.settings, name).drain_timeout for name in self.mediators) + 1.0
         if not await self.calls.wait_idle(drain):
             logger.error(

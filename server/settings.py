@@ -43,6 +43,12 @@ class Settings(pydantic_settings.BaseSettings):
     )
 
     address: str = "127.0.0.1:50051"
+    http_address: str = pydantic.Field(
+        "127.0.0.1:8080", description="HOST:PORT of the HTTP/SSE edge; empty: off"
+    )
+    sse_ping_seconds: float = pydantic.Field(
+        15.0, gt=0, description="keep-alive comment interval of SSE streams"
+    )
     grace_period: float = pydantic.Field(10.0, ge=0, description="seconds in-flight calls get on shutdown")
     storage_root: pathlib.Path = DEMO_STORAGE
     log_level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -52,9 +58,11 @@ class Settings(pydantic_settings.BaseSettings):
     orders: ServiceSettings = ServiceSettings()
     files: ServiceSettings = ServiceSettings()
 
-    @pydantic.field_validator("address")
+    @pydantic.field_validator("address", "http_address")
     @classmethod
-    def _host_and_port(cls, address: str) -> str:
+    def _host_and_port(cls, address: str, info: pydantic.ValidationInfo) -> str:
+        if not address and info.field_name == "http_address":
+            return address
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {address!r}")

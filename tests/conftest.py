@@ -24,7 +24,7 @@ def storage_root(tmp_path: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture
 def server_settings(storage_root: pathlib.Path) -> Settings:
-    return Settings(address="127.0.0.1:0", storage_root=storage_root, grace_period=0)
+    return Settings(address="127.0.0.1:0", http_address="", storage_root=storage_root, grace_period=0)
 
 
 @pytest.fixture

@@ -3,102 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import typing
 
 import grpc
 import pytest
 
-import mediator
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
-from server.binding import Rpc, ServiceBinding
 from server.calls import CallRegistry
-from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand
-
-
-class Probe:
-    """What the test handlers saw, and the gates that let a test drive them step by step."""
-
-    def __init__(self) -> None:
-        self.produced: list[str] = []
-        self.handled: list[str] = []
-        self.finally_ran = asyncio.Event()
-        self.gates: dict[str, asyncio.Event] = {}
-        self.failing: str | None = None
-
-    def gate(self, order_id: str) -> asyncio.Event:
-        return self.gates.setdefault(order_id, asyncio.Event())
-
-
-PROBE: Probe
-
-
-class Delivered(mediator.DomainEvent, frozen=True):
-    order_id: str
-
-
-class GatedOrdersHandler(mediator.StreamingRequestHandler[ProcessOrdersCommand, OrderProcessedResult]):
-    """Waits for the test to open each order's gate (ids starting with 'g'), records its `finally`."""
-
-    def __init__(self) -> None:
-        self._events: list[mediator.Event] = []
-
-    async def handle(self, request: ProcessOrdersCommand) -> typing.AsyncIterator[OrderProcessedResult]:
-        try:
-            for order_id in request.order_ids:
-                if order_id.startswith("g"):
-                    await PROBE.gate(order_id).wait()
-                if order_id == PROBE.failing:
-                    raise RuntimeError("secret internal detail")
-                PROBE.produced.append(order_id)
-                self._events.append(Delivered(order_id=order_id))
-                yield OrderProcessedResult(
-                    order_id=order_id,
-                    status="processed",
-                    processed_at=datetime.datetime.now(datetime.UTC),
-                    items_count=1,
-                )
-        finally:
-            PROBE.finally_ran.set()
-
-
-class DeliveredHandler(mediator.EventHandler[Delivered]):
-    async def handle(self, event: Delivered) -> None:
-        PROBE.handled.append(event.order_id)
-
-
-class NoOrdersHandler(mediator.RequestHandler[GetOrderQuery, OrderView]):
-    async def handle(self, request: GetOrderQuery) -> OrderView:
-        raise mediator.HandlerNotFound(type(request))
+from tests.server.gated import Probe, fresh_probe, gated_binding, stray_tasks
 
 
 @pytest.fixture
 async def probe() -> Probe:
-    global PROBE
-    PROBE = Probe()
-    return PROBE
+    return fresh_probe()
 
 
 @pytest.fixture
 async def adapter_server(probe: Probe) -> typing.AsyncIterator[tuple[grpc.aio.Server, str, CallRegistry]]:
-    def commands(mapper: mediator.RequestMap) -> None:
-        mapper.bind(ProcessOrdersCommand, GatedOrdersHandler)
-        mapper.bind(GetOrderQuery, NoOrdersHandler)
-
-    def events(mapper: mediator.EventMap) -> None:
-        mapper.bind(Delivered, DeliveredHandler)
-
-    streaming = mediator.bootstrap.bootstrap_streaming(commands_mapper=commands, domain_events_mapper=events)
-    unary = mediator.bootstrap.bootstrap(commands_mapper=commands)
-    binding = ServiceBinding(
-        orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
-        streaming=streaming,
-        unary=unary,
-        rpcs=[
-            Rpc("ProcessOrders", ProcessOrdersCommand, OrderProcessedResult),
-            Rpc("GetOrder", GetOrderQuery, OrderView),
-        ],
-    )
+    binding = gated_binding()
     calls = CallRegistry()
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
@@ -110,11 +32,6 @@ async def adapter_server(probe: Probe) -> typing.AsyncIterator[tuple[grpc.aio.Se
         yield server, f"127.0.0.1:{port}", calls
     finally:
         await server.stop(grace=0)
-
-
-def stray_tasks(before: set[asyncio.Task[typing.Any]]) -> list[asyncio.Task[typing.Any]]:
-    """Tasks started since ``before`` that are still running, other than grpc's own server loop."""
-    return [task for task in asyncio.all_tasks() - before if not task.done() and "_cygrpc" not in repr(task)]
 
 
 def request(*order_ids: str) -> orders_pb2.ProcessOrdersRequest:

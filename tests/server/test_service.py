@@ -177,6 +177,7 @@ async def test_health_reports_each_service_and_goes_not_serving_on_stop(server_s
 async def test_each_service_gets_its_own_event_concurrency(storage_root: pathlib.Path) -> None:
     settings = Settings(
         address="127.0.0.1:0",
+        http_address="",
         storage_root=storage_root,
         orders=ServiceSettings(max_concurrent_event_handlers=2, event_delivery="overlapped"),
         files=ServiceSettings(concurrent_event_handle_enable=False),
