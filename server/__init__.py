@@ -1,6 +1,29 @@
-"""rill's gRPC service: the mediator's streams served as server-streaming RPCs."""
+"""rill's gRPC service: the mediator's streams served as server-streaming RPCs (and over HTTP/SSE).
 
-from server.app import RillServer, create_server
-from server.settings import Settings, load_settings
+The names below are loaded on first use, so that importing a light module of the package (the
+client imports ``server.services`` and ``server.convert``) does not load the whole server stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from server.app import RillServer, create_server
+    from server.settings import Settings, load_settings
 
 __all__ = ["RillServer", "Settings", "create_server", "load_settings"]
+
+_WHERE = {
+    "RillServer": "server.app",
+    "create_server": "server.app",
+    "Settings": "server.settings",
+    "load_settings": "server.settings",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'server' has no attribute {name!r}")

@@ -13,6 +13,7 @@ import collections
 import datetime
 import hashlib
 import pathlib
+import threading
 import typing
 
 import pydantic
@@ -102,29 +103,35 @@ class FileStorage:
         return [(self.root / file_id).resolve() for file_id in file_ids]
 
 
-def _read_into(stream: typing.BinaryIO, digest: typing.Any) -> int:
-    chunk = stream.read(CHUNK_SIZE)
-    digest.update(chunk)
-    return len(chunk)
+def _hash_file(path: pathlib.Path, stop: threading.Event) -> tuple[int, str] | None:
+    """Runs in a worker thread: open, hash chunk by chunk, close; gives up at ``stop``."""
+    # is_file() first: opening a FIFO or a device would block the worker thread for good.
+    if not path.is_file():
+        return None
+    try:
+        stream = path.open("rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    with stream:
+        digest = hashlib.sha256()
+        size = 0
+        while not stop.is_set() and (chunk := stream.read(CHUNK_SIZE)):
+            digest.update(chunk)
+            size += len(chunk)
+        return size, digest.hexdigest()
 
 
 async def sha256_of(path: pathlib.Path) -> tuple[int, str] | None:
-    """``(size, hex digest)`` of the file at ``path``, or None when there is no regular file there."""
-    # is_file() first: opening a FIFO or a device would block the worker thread for good.
-    if not await asyncio.to_thread(path.is_file):
-        return None
+    """``(size, hex digest)`` of the file at ``path``, or None when there is no regular file there.
+
+    The file is opened, read and closed by one worker thread, so a cancellation can neither leave it
+    open nor close it under the reader's feet; it stops the hashing at the next chunk.
+    """
+    stop = threading.Event()
     try:
-        stream = await asyncio.to_thread(path.open, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-    try:
-        digest = hashlib.sha256()
-        size = 0
-        while read := await asyncio.to_thread(_read_into, stream, digest):
-            size += read
-        return size, digest.hexdigest()
+        return await asyncio.to_thread(_hash_file, path, stop)
     finally:
-        stream.close()
+        stop.set()
 
 
 class FileLedger:

@@ -1,0 +1,129 @@
+"""The web page in a real browser: headless Chromium driven by Playwright, against the real edge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import shutil
+import typing
+
+import pytest
+
+from server import RillServer, Settings, create_server
+from server.calls import CallRegistry
+from server.http import HttpServer, create_http_app
+from tests.server.gated import Probe, fresh_probe, gated_binding
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = pathlib.Path(__file__).with_name("page.mjs")
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+
+
+def _require_browser() -> str:
+    node = shutil.which("node")
+    missing = [
+        what
+        for what, present in (
+            ("node", node is not None),
+            ("Debian's chromium (/usr/bin/chromium)", CHROMIUM.exists()),
+            ("node_modules/playwright-core", (REPO / "node_modules" / "playwright-core").exists()),
+        )
+        if not present
+    ]
+    if missing:
+        reason = f"missing {', '.join(missing)}: `make test` installs them"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}")
+        pytest.skip(reason)
+    assert node is not None
+    return node
+
+
+async def drive(url: str, ids: str, *args: str) -> dict[str, typing.Any]:
+    process = await asyncio.create_subprocess_exec(
+        _require_browser(),
+        str(SCRIPT),
+        url,
+        ids,
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    return typing.cast(dict[str, typing.Any], json.loads(stdout.decode().strip().splitlines()[-1]))
+
+
+@pytest.fixture
+async def service(server_settings: Settings) -> typing.AsyncIterator[RillServer]:
+    server = create_server(server_settings.model_copy(update={"http_address": "127.0.0.1:0"}))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_a_person_processes_orders_and_sees_every_row_and_a_full_bar(
+    service: RillServer, tmp_path: pathlib.Path
+) -> None:
+    assert service.http is not None
+    # RILL_SCREENSHOT=docs/page.png refreshes the README's picture.
+    screenshot = pathlib.Path(os.environ.get("RILL_SCREENSHOT", tmp_path / "page.png"))
+    seen = await drive(f"http://{service.http.address}/", "a b c d e", "--screenshot", str(screenshot))
+    assert seen["state"] == "complete"
+    assert seen["rows"] == ["a", "b", "c", "d", "e"]
+    assert seen["bar"] == {"value": 5, "max": 5}
+    assert seen["count"] == "5 / 5"
+    assert seen["elapsed"].endswith(" s")
+    assert screenshot.read_bytes().startswith(b"\x89PNG")  # noqa: ASYNC240 - a small local file
+
+
+async def test_a_refused_request_shows_the_status_and_the_violation(service: RillServer) -> None:
+    assert service.http is not None
+    seen = await drive(f"http://{service.http.address}/", "ok ../../etc/passwd", "--service", "files")
+    assert seen["state"] == "failed"
+    assert seen["rows"] == []
+    assert seen["error"].splitlines()[0].startswith("INVALID_ARGUMENT: invalid request")
+    assert "file_ids[1]: must not contain '..' segments" in seen["error"]
+
+
+async def test_the_get_form_works_with_the_browsers_own_event_source(service: RillServer) -> None:
+    assert service.http is not None
+    seen = await drive(f"http://{service.http.address}/", "x y", "--event-source")
+    events = seen["events"]
+    assert [e["event"] for e in events] == ["start", "progress", "progress", "complete"]
+    assert [e["data"]["order_id"] for e in events[1:3]] == ["x", "y"]
+    assert [e["id"] for e in events[1:3]] == ["0", "1"]
+
+
+@pytest.fixture
+async def gated_page() -> typing.AsyncIterator[tuple[str, Probe, CallRegistry]]:
+    probe = fresh_probe()
+    calls = CallRegistry()
+    server = HttpServer(create_http_app([gated_binding()], calls), "127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"http://{server.address}/", probe, calls
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_stop_closes_the_stream_and_the_server_stops_the_handler(
+    gated_page: tuple[str, Probe, CallRegistry],
+) -> None:
+    url, probe, calls = gated_page
+    seen = await drive(url, "a b g-never c", "--stop-after", "2")
+    assert seen["state"] == "stopped"
+    assert seen["rows"] == ["a", "b"]
+    await asyncio.wait_for(probe.finally_ran.wait(), timeout=30)
+    assert await calls.wait_idle(30)
+    assert probe.handled == ["a", "b"]

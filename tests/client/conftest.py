@@ -1,0 +1,178 @@
+"""Fixtures for the client tests: clients of the in-process server, scripted fake servers, and the
+service as a real subprocess (``python -m server``) for the command line and the Node client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import typing
+
+import grpc
+import pytest
+
+from client import RetryPolicy, RillClient
+from server import RillServer
+from tests.client.fakes import FakeOrderService
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# Retries fast enough for tests, with enough attempts to absorb a slow machine.
+FAST_RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05)
+
+
+@pytest.fixture
+async def client(rill_server: RillServer) -> typing.AsyncIterator[RillClient]:
+    async with RillClient(rill_server.address, timeout=30) as client:
+        yield client
+
+
+class FakeServers:
+    """Starts grpc.aio servers around fakes on 127.0.0.1:<free port>; all are stopped after the test."""
+
+    def __init__(self) -> None:
+        self._servers: list[grpc.aio.Server] = []
+
+    async def start(self, fake: FakeOrderService, credentials: grpc.ServerCredentials | None = None) -> str:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((fake.handler(),))
+        if credentials is None:
+            port = server.add_insecure_port("127.0.0.1:0")
+        else:
+            port = server.add_secure_port("127.0.0.1:0", credentials)
+        self._servers.append(server)
+        await server.start()
+        return f"127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            await server.stop(0)
+
+
+@pytest.fixture
+async def fake_servers() -> typing.AsyncIterator[FakeServers]:
+    servers = FakeServers()
+    try:
+        yield servers
+    finally:
+        await servers.stop()
+
+
+class ServerProcess:
+    """``python -m server --address 127.0.0.1:0`` as a child process, with its log lines at hand."""
+
+    def __init__(self) -> None:
+        # No HTTP edge: its fixed default port would collide with other servers started by tests.
+        env = {**os.environ, "RILL_GRACE_PERIOD": "1", "RILL_HTTP_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server", "--address", "127.0.0.1:0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._stdout: queue.Queue[str] = queue.Queue()
+        self._log: list[str] = []
+        self._log_changed = threading.Condition()
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read_stdout, args=(self.process.stdout,), daemon=True),
+            threading.Thread(target=self._read_log, args=(self.process.stderr,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        self.address = self._wait_listening()
+
+    def _read_stdout(self, stream: typing.TextIO) -> None:
+        for line in stream:
+            self._stdout.put(line)
+        self._stdout.put("")  # EOF
+
+    def _read_log(self, stream: typing.TextIO) -> None:
+        for line in stream:
+            with self._log_changed:
+                self._log.append(line.rstrip("\n"))
+                self._log_changed.notify_all()
+
+    def _wait_listening(self, timeout: float = 30) -> str:
+        try:
+            line = self._stdout.get(timeout=timeout)
+        except queue.Empty:
+            self.stop()
+            pytest.fail(f"the server printed nothing for {timeout} s:\n{self.log}")
+        if not line.startswith("listening on "):
+            self.stop()
+            pytest.fail(f"the server did not start: {line!r}\n{self.log}")
+        return line.removeprefix("listening on ").strip()
+
+    @property
+    def log(self) -> str:
+        with self._log_changed:
+            return "\n".join(self._log)
+
+    def wait_for_log(self, *parts: str, timeout: float = 20) -> str:
+        """The first log line containing every one of ``parts``, waiting for it to be written."""
+
+        def find() -> str | None:
+            return next((line for line in self._log if all(part in line for part in parts)), None)
+
+        with self._log_changed:
+            if not self._log_changed.wait_for(lambda: find() is not None, timeout):
+                pytest.fail(f"no server log line with {parts} within {timeout} s:\n" + "\n".join(self._log))
+            line = find()
+            assert line is not None
+            return line
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture(scope="module")
+def server_process() -> typing.Iterator[ServerProcess]:
+    """The real service in a child process, shared by a module's tests, always stopped."""
+    server = ServerProcess()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, server.log
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a command line under test: no RILL_* settings leaking in from outside."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RILL_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextlib.contextmanager
+def popen(args: list[str], **kwargs: typing.Any) -> typing.Iterator[subprocess.Popen[str]]:
+    """A child process that is killed (if still running) and reaped when the block ends."""
+    process = subprocess.Popen(args, cwd=ROOT, env=cli_env(), text=True, **kwargs)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+        process.wait(timeout=10)
