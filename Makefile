@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/*/v1/*.proto)
 GENERATED := protos/.generated
 PYTEST_ARGS ?=
 
-.PHONY: install proto node lint typecheck pytest test run bench clean
+.PHONY: install proto node browser lint typecheck pytest test run bench clean
 
 install: $(VENV)/.installed $(GENERATED) node_modules/.installed
 
@@ -33,6 +33,12 @@ node_modules/.installed: package.json package-lock.json
 
 node: node_modules/.installed
 
+# Debian's Chromium for the page test (Playwright's own browser download does not work offline).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+browser: /usr/bin/chromium node
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,7 +48,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

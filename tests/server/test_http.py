@@ -212,7 +212,7 @@ async def test_the_page_is_served_at_the_root(http: httpx.AsyncClient) -> None:
     page = await http.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "new EventSource" in page.text
+    assert "serverSentEvents" in page.text
 
 
 async def test_grpc_and_http_share_the_mediators(http: httpx.AsyncClient, service: RillServer) -> None:
