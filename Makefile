@@ -1,5 +1,8 @@
 # Everything a fresh clone needs: `make run` serves, `make test` checks. CI runs `make test`.
-PYTHON ?= python3
+# CPython 3.12 when the machine has one (eager tasks make each event-handler run several times
+# cheaper: see bench/README.md), else python3 (3.11 or newer). `make PYTHON=python3.13 ...` to choose.
+PYTHON ?= $(shell for candidate in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3 python3; do \
+	"$$candidate" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && echo "$$candidate" && break; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin

@@ -2,8 +2,9 @@
 
 An :class:`EventDispatcher` belongs to one mediator: it knows the event map, the broker, the
 container and the mediator-wide :class:`ConcurrencyLimiter`. Each request or stream opens an
-:class:`EventBatch`, which owns every run it starts (one task per event-handler run) until the run
-ends; the stream does not end, normally or not, before its batch has settled or been drained.
+:class:`EventBatch`, which owns every run it starts (one task per event-handler run; on Python 3.12+
+an eager task, so a handler that never suspends costs no loop iteration) until the run ends; the
+stream does not end, normally or not, before its batch has settled or been drained.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ __all__ = ["EventBatch", "EventDispatcher"]
 logger = logging.getLogger("mediator")
 
 Emitted: typing.TypeAlias = typing.Sequence[Event]
-Target: typing.TypeAlias = "type[EventHandler[typing.Any]] | MessageBroker"
 
 
 class _TimedOut(Exception):
@@ -40,31 +40,27 @@ class _TimedOut(Exception):
 
 if sys.version_info >= (3, 12):
 
-    def _start_task(coro: typing.Coroutine[typing.Any, typing.Any, Emitted]) -> asyncio.Task[Emitted]:
+    def _start_task(coro: typing.Coroutine[typing.Any, typing.Any, None]) -> asyncio.Task[None]:
         # An eager task runs the handler at once, up to its first real suspension, with
         # current_task() set to the new task; a no-op handler is done before this returns.
         return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
 
 else:  # pragma: no cover - exercised on 3.11 only
 
-    def _start_task(coro: typing.Coroutine[typing.Any, typing.Any, Emitted]) -> asyncio.Task[Emitted]:
+    def _start_task(coro: typing.Coroutine[typing.Any, typing.Any, None]) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro)
 
 
-class _Run:
-    """One event going to one target (an event handler type, or the broker)."""
+class _Target:
+    """Where an event goes (an event handler type, or the broker), ready to run: ``run(event)``."""
 
-    __slots__ = ("depth", "event", "target")
+    __slots__ = ("name", "run")
 
-    def __init__(self, event: Event, target: Target, depth: int) -> None:
-        self.event = event
-        self.target = target
-        self.depth = depth
-
-    @property
-    def target_name(self) -> str:
-        target = self.target
-        return target.__qualname__ if isinstance(target, type) else type(target).__qualname__
+    def __init__(
+        self, name: str, run: typing.Callable[[Event], typing.Coroutine[typing.Any, typing.Any, Emitted]]
+    ):
+        self.name = name
+        self.run = run
 
 
 class EventDispatcher:
@@ -95,56 +91,81 @@ class EventDispatcher:
         self.event_handler_timeout = event_handler_timeout
         self.drain_timeout = drain_timeout
         self.max_cascade_depth = max_cascade_depth
-        self._targets: dict[type[Event], tuple[tuple[Target, ...], tuple[Target, ...]]] = {}
+        self._targets: dict[type[Event], tuple[_Target, ...]] = {}
+        self._targets_version = -1
+        self._handler_targets: dict[type[EventHandler[typing.Any]], _Target] = {}
+        self._broker_target = self._bounded_target(_Target(type(broker).__qualname__, self._publish))
 
-    def targets(self, event_type: type[Event]) -> tuple[Target, ...]:
+    def targets(self, event_type: type[Event]) -> tuple[_Target, ...]:
         """The handlers bound to ``event_type``, then the broker if it is a notification."""
-        # The event map caches its answer until a new binding; ours follows that answer, so a
-        # handler bound after the mediator was first used is not missed.
-        handlers: tuple[Target, ...] = self.event_map.handlers_for(event_type)
-        cached = self._targets.get(event_type)
-        if cached is not None and cached[0] is handlers:
-            return cached[1]
-        found = (*handlers, self.broker) if issubclass(event_type, NotificationEvent) else handlers
-        self._targets[event_type] = (handlers, found)
+        if self._targets_version != self.event_map.version:
+            # A handler bound after the mediator was first used must not be missed.
+            self._targets.clear()
+            self._targets_version = self.event_map.version
+        found = self._targets.get(event_type)
+        if found is None:
+            found = tuple(self._handler_target(h) for h in self.event_map.handlers_for(event_type))
+            if issubclass(event_type, NotificationEvent):
+                found += (self._broker_target,)
+            self._targets[event_type] = found
         return found
 
-    def invoke(self, run: _Run) -> typing.Coroutine[typing.Any, typing.Any, Emitted]:
-        target = run.target
-        if isinstance(target, type):
-            coro = self._handle(target, run.event)
-        else:
-            coro = self._publish(target, typing.cast(NotificationEvent[typing.Any], run.event))
-        if self.event_handler_timeout is None:
-            return coro
-        return self._bounded(coro, self.event_handler_timeout)
+    def _handler_target(self, handler_type: type[EventHandler[typing.Any]]) -> _Target:
+        target = self._handler_targets.get(handler_type)
+        if target is None:
+            target = _Target(handler_type.__qualname__, self._runner(handler_type))
+            target = self._handler_targets[handler_type] = self._bounded_target(target)
+        return target
 
-    async def _handle(self, handler_type: type[EventHandler[typing.Any]], event: Event) -> Emitted:
-        handler = await self.resolver.resolve(handler_type)
-        await handler.handle(event)
-        emitted = handler.events
-        if emitted:
-            handler.clear_events()
-        return emitted
+    def _runner(
+        self, handler_type: type[EventHandler[typing.Any]]
+    ) -> typing.Callable[[Event], typing.Coroutine[typing.Any, typing.Any, Emitted]]:
+        plan = self.resolver.builder(handler_type)
+        if plan is None or plan[1]:
+            resolve = self.resolver.resolve
 
-    @staticmethod
-    async def _publish(broker: MessageBroker, event: NotificationEvent[typing.Any]) -> Emitted:
-        await broker.send_message(Message.from_event(event))
+            async def run_resolved(event: Event) -> Emitted:
+                return await _handle(await resolve(handler_type), event)
+
+            return run_resolved
+        build = plan[0]
+
+        async def run_built(event: Event) -> Emitted:
+            return await _handle(build(), event)
+
+        return run_built
+
+    async def _publish(self, event: Event) -> Emitted:
+        await self.broker.send_message(Message.from_event(typing.cast(NotificationEvent[typing.Any], event)))
         return ()
 
-    @staticmethod
-    async def _bounded(coro: typing.Coroutine[typing.Any, typing.Any, Emitted], seconds: float) -> Emitted:
-        # asyncio.timeout turns its own cancellation into a TimeoutError raised by the `async with`
-        # itself, so that is where ours is told apart from a TimeoutError the handler raised.
-        deadline = asyncio.timeout(seconds)
-        try:
-            async with deadline:
-                return await coro
-        except TimeoutError:
-            if deadline.expired():
-                raise _TimedOut from None
-            raise
-        raise AssertionError("unreachable")  # pragma: no cover - asyncio.timeout re-raises
+    def _bounded_target(self, target: _Target) -> _Target:
+        seconds = self.event_handler_timeout
+        if seconds is None:
+            return target
+        run = target.run
+
+        async def bounded(event: Event) -> Emitted:
+            # asyncio.timeout turns its own cancellation into a TimeoutError raised by the `async with`
+            # itself, so that is where ours is told apart from a TimeoutError the handler raised.
+            deadline = asyncio.timeout(seconds)
+            try:
+                async with deadline:
+                    return await run(event)
+            except TimeoutError:
+                if deadline.expired():
+                    raise _TimedOut from None
+                raise
+
+        return _Target(target.name, bounded)
+
+
+async def _handle(handler: EventHandler[typing.Any], event: Event) -> Emitted:
+    await handler.handle(event)
+    emitted = handler.events
+    if emitted:
+        handler.clear_events()
+    return emitted
 
 
 class EventBatch:
@@ -153,110 +174,90 @@ class EventBatch:
     ``submit`` never blocks: a run starts at once when the mediator has a free slot, otherwise it
     queues for one (first come, first served across the mediator's streams). Failures are collected
     and raised by ``wait`` once every run has ended, so a failing handler never cuts its siblings short.
+    Each run does its own bookkeeping as it ends, inside its task: the stream waiting for the batch is
+    woken in the same loop iteration.
+
+    ``running``, ``queued`` and ``failures`` are plain attributes, read by the stream after every item.
     """
 
-    __slots__ = (
-        "_abandoning",
-        "_dispatcher",
-        "_failures",
-        "_queued",
-        "_running",
-        "_settled",
-        "_started",
-    )
+    __slots__ = ("_settled", "_started", "abandoning", "dispatcher", "failures", "queued", "running")
 
     def __init__(self, dispatcher: EventDispatcher) -> None:
-        self._dispatcher = dispatcher
-        self._running: dict[asyncio.Task[Emitted], _Run] = {}
-        self._queued: dict[Ticket, _Run] = {}
-        self._failures: list[EventHandlingError] = []
+        self.dispatcher = dispatcher
+        self.running: dict[asyncio.Task[None], tuple[Event, _Target]] = {}
+        self.queued: dict[Ticket, tuple[Event, _Target, int]] = {}
+        self.failures: list[EventHandlingError] = []
         self._settled: asyncio.Future[None] | None = None
         self._started: asyncio.Future[None] | None = None
-        self._abandoning = ""  # why the batch gave up on its runs, once it has
+        self.abandoning = ""  # why the batch gave up on its runs, once it has
 
     @property
     def settled(self) -> bool:
         """No run is going or queued."""
-        return not self._running and not self._queued
-
-    @property
-    def has_queued(self) -> bool:
-        return bool(self._queued)
-
-    @property
-    def failed(self) -> bool:
-        return bool(self._failures)
+        return not self.running and not self.queued
 
     def submit(self, events: Emitted, depth: int = 0) -> None:
         """Start (or queue) a run for every target of every event, in emission order."""
-        dispatcher = self._dispatcher
+        dispatcher = self.dispatcher
         limiter = dispatcher.limiter
         for event in events:
             if depth > dispatcher.max_cascade_depth:
-                self._failures.append(EventCascadeTooDeep(event, depth))
+                self.failures.append(EventCascadeTooDeep(event, depth))
                 continue
             for target in dispatcher.targets(type(event)):
-                run = _Run(event, target, depth)
                 if limiter.try_acquire():
-                    self._start(run)
+                    self._start(event, target, depth)
                 else:
-                    self._queued[limiter.enqueue(self._start_queued)] = run
+                    self.queued[limiter.enqueue(self._start_queued)] = (event, target, depth)
 
     def _start_queued(self, ticket: Ticket) -> None:
-        self._start(self._queued.pop(ticket))
-        if not self._queued:
+        self._start(*self.queued.pop(ticket))
+        if not self.queued:
             # The slot may have come from another stream's run: nothing of this batch ends here
             # to call _wake(), yet a stream waiting in wait_started() may go on now.
             self._wake()
 
-    def _start(self, run: _Run) -> None:
-        task = _start_task(self._dispatcher.invoke(run))
-        if task.done():
-            self._finish(task, run)
+    def _start(self, event: Event, target: _Target, depth: int) -> None:
+        task = _start_task(self._execute(event, target, depth))
+        if not task.done():
+            self.running[task] = (event, target)
+
+    async def _execute(self, event: Event, target: _Target, depth: int) -> None:
+        try:
+            emitted = await target.run(event)
+        except asyncio.CancelledError:
+            if not self.abandoning:
+                self.failures.append(EventHandlerError(event, target.name, "cancelled"))
+            raise
+        except Exception as error:
+            self.failures.append(self._wrap(error, event, target.name))
         else:
-            self._running[task] = run
-            task.add_done_callback(self._on_done)
+            if emitted and self.abandoning:
+                logger.error(
+                    "%d events emitted by %s were not handled: %s", len(emitted), target.name, self.abandoning
+                )
+            elif emitted:
+                self.submit(emitted, depth + 1)
+        finally:
+            self.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self.dispatcher.limiter.release()
+            if self._settled is not None or self._started is not None:
+                self._wake()
 
-    def _on_done(self, task: asyncio.Task[Emitted]) -> None:
-        self._finish(task, self._running.pop(task))
-
-    def _finish(self, task: asyncio.Task[Emitted], run: _Run) -> None:
-        self._dispatcher.limiter.release()
-        if task.cancelled():
-            if not self._abandoning:
-                self._failures.append(EventHandlerError(run.event, run.target_name, "cancelled"))
-        else:
-            error = task.exception()
-            if error is None:
-                emitted = task.result()
-                if emitted and self._abandoning:
-                    logger.error(
-                        "%d events emitted by %s were not handled: %s",
-                        len(emitted),
-                        run.target_name,
-                        self._abandoning,
-                    )
-                elif emitted:
-                    self.submit(emitted, run.depth + 1)
-            else:
-                self._failures.append(self._wrap(error, run))
-        self._wake()
-
-    def _wrap(self, error: BaseException, run: _Run) -> EventHandlingError:
+    def _wrap(self, error: Exception, event: Event, name: str) -> EventHandlingError:
         if isinstance(error, _TimedOut):
-            timeout = self._dispatcher.event_handler_timeout or 0.0
-            return EventHandlerTimeout(run.event, run.target_name, timeout)
-        wrapped = EventHandlerError(run.event, run.target_name, f"{type(error).__name__}: {error}")
+            return EventHandlerTimeout(event, name, self.dispatcher.event_handler_timeout or 0.0)
+        wrapped = EventHandlerError(event, name, f"{type(error).__name__}: {error}")
         wrapped.__cause__ = error
         return wrapped
 
     def _wake(self) -> None:
-        if self._queued:
+        if self.queued:
             return
         started = self._started
         if started is not None and not started.done():
             started.set_result(None)
-        if self._running:
+        if self.running:
             return
         settled = self._settled
         if settled is not None and not settled.done():
@@ -264,7 +265,7 @@ class EventBatch:
 
     async def wait(self) -> None:
         """Wait until every run has ended, then raise the first failure (others on ``.others``)."""
-        if not self.settled:
+        if self.running or self.queued:
             self._settled = asyncio.get_running_loop().create_future()
             try:
                 await self._settled
@@ -274,7 +275,7 @@ class EventBatch:
 
     async def wait_started(self) -> None:
         """Wait until no run of this batch is queued for a slot (all have started)."""
-        if self._queued:
+        if self.queued:
             self._started = asyncio.get_running_loop().create_future()
             try:
                 await self._started
@@ -282,9 +283,9 @@ class EventBatch:
                 self._started = None
 
     def raise_failures(self) -> None:
-        if self._failures:
-            first, *others = self._failures
-            self._failures.clear()
+        if self.failures:
+            first, *others = self.failures
+            self.failures.clear()
             if isinstance(first, EventHandlerError):
                 first.others = [other for other in others if isinstance(other, EventHandlerError)]
             raise first
@@ -300,7 +301,7 @@ class EventBatch:
             if not self.settled:
                 self._settled = asyncio.get_running_loop().create_future()
                 try:
-                    await asyncio.wait((self._settled,), timeout=self._dispatcher.drain_timeout)
+                    await asyncio.wait((self._settled,), timeout=self.dispatcher.drain_timeout)
                 finally:
                     self._settled = None
         except BaseException:
@@ -312,23 +313,21 @@ class EventBatch:
                 await self._abandon(
                     "the stream's drain was interrupted"
                     if interrupted
-                    else f"the stream's drain timeout ({self._dispatcher.drain_timeout:g} s) ran out"
+                    else f"the stream's drain timeout ({self.dispatcher.drain_timeout:g} s) ran out"
                 )
-            for failure in self._failures:
+            for failure in self.failures:
                 logger.error("event handling failed after the stream ended: %s", failure, exc_info=failure)
-            self._failures.clear()
+            self.failures.clear()
 
     async def _abandon(self, reason: str) -> None:
-        self._abandoning = reason
-        for ticket, run in self._queued.items():
+        self.abandoning = reason
+        for ticket, (event, target, _) in self.queued.items():
             ticket.cancel()
-            logger.error(
-                "%s for %s was never started: %s", run.target_name, type(run.event).__qualname__, reason
-            )
-        self._queued.clear()
-        running = dict(self._running)
-        for task, run in running.items():
+            logger.error("%s for %s was never started: %s", target.name, type(event).__qualname__, reason)
+        self.queued.clear()
+        running = dict(self.running)
+        for task, (event, target) in running.items():
             task.cancel()
-            logger.error("%s for %s was cancelled: %s", run.target_name, type(run.event).__qualname__, reason)
+            logger.error("%s for %s was cancelled: %s", target.name, type(event).__qualname__, reason)
         if running:
             await asyncio.wait(running)

@@ -79,6 +79,8 @@ class EventMap:
     def __init__(self) -> None:
         self._bound: dict[type[Event], list[type[EventHandler[typing.Any]]]] = {}
         self._resolved: dict[type[Event], tuple[type[EventHandler[typing.Any]], ...]] = {}
+        self.version = 0
+        """Changes with every new binding: lets users of the map cache what they derive from it."""
 
     def bind(self, event_type: type[Event], handler_type: type[EventHandler[typing.Any]]) -> None:
         """Add ``handler_type`` to the handlers of ``event_type`` (binding the same pair twice is a no-op)."""
@@ -91,6 +93,7 @@ class EventMap:
         if handler_type not in handlers:
             handlers.append(handler_type)
         self._resolved.clear()
+        self.version += 1
 
     def handlers_for(self, event_type: type[Event]) -> tuple[type[EventHandler[typing.Any]], ...]:
         """Every handler type for ``event_type``, most specific binding first, each once."""

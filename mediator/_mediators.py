@@ -213,15 +213,20 @@ class StreamingRequestMediator(_Mediator):
         finished = False
         try:
             async for item in items:
-                taken = _take_events(handler, batch)
-                if batch.failed or (strict and taken and not batch.settled):
+                # The spec's handlers copy their event list in `events`: read it once per item.
+                emitted = handler.events
+                if emitted:
+                    handler.clear_events()
+                    batch.submit(emitted)
+                    if strict and batch.running:
+                        await batch.wait()
+                if batch.failures:
                     await batch.wait()
                 yield item
-                if not strict:
-                    if batch.failed:
+                if not strict and (batch.failures or batch.queued):
+                    if batch.failures:
                         await batch.wait()
-                    if batch.has_queued:
-                        await batch.wait_started()
+                    await batch.wait_started()
             _take_events(handler, batch)
             await batch.wait()
             finished = True

@@ -39,6 +39,8 @@ class Resolver:
         self._factories: dict[type, Factory | None] = {}
         self._di_solved: dict[type, typing.Any] = {}
         self._slow: typing.Callable[[type], typing.Awaitable[typing.Any]]
+        # dependency_injector providers return an awaitable when a dependency is async.
+        self._may_await = False
         module = type(container).__module__
         if container is None:
             self._plan: typing.Callable[[type], Factory | None] = lambda type_: type_
@@ -47,6 +49,7 @@ class Resolver:
             self._slow = self._resolve_di
         elif module.startswith("dependency_injector"):
             self._plan = self._plan_dependency_injector
+            self._may_await = True
         elif isinstance(container, Container):
             self._plan = lambda type_: None
             self._slow = container.resolve
@@ -56,12 +59,22 @@ class Resolver:
                 "a dependency_injector container, an object with `async def resolve(type_)`, or None"
             )
 
-    async def resolve(self, type_: type[T]) -> T:
-        """A fresh instance of ``type_``."""
+    def _factory(self, type_: type) -> Factory | None:
         try:
-            factory = self._factories[type_]
+            return self._factories[type_]
         except KeyError:
             factory = self._factories[type_] = self._plan(type_)
+            return factory
+
+    def builder(self, type_: type[T]) -> tuple[typing.Callable[[], T], bool] | None:
+        """``(build, may_await)`` when ``type_`` can be built by a plain call (the result is awaitable
+        only if ``may_await``); None when only :meth:`resolve` can build it. For hot paths."""
+        factory = self._factory(type_)
+        return None if factory is None else (factory, self._may_await)
+
+    async def resolve(self, type_: type[T]) -> T:
+        """A fresh instance of ``type_``."""
+        factory = self._factory(type_)
         if factory is None:
             return typing.cast(T, await self._slow(type_))
         instance = factory()

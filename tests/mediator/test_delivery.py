@@ -219,4 +219,6 @@ async def test_overlapped_resumes_as_soon_as_its_queued_events_get_a_slot_from_a
         assert await collect(a) == [Item(n=1, tag="a")]
         assert await rest_of_b == [Item(n=1, tag="b")]
 
-    assert log.index("b event start") < log.index("b produce 1") < log.index("b event end")
+    # b's event had its slot (and its task) before b produced item 1, and could only end after it.
+    assert log.index("a event end") < log.index("b produce 1") < log.index("b event end")
+    assert log.index("b event start") < log.index("b event end")
