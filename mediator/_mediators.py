@@ -213,15 +213,17 @@ class StreamingRequestMediator(_Mediator):
         finished = False
         try:
             async for item in items:
+                if batch.failures:
+                    # A failure known before this item's events are taken (overlapped: one of an
+                    # earlier item's; strict: one left by an earlier wait) ends the stream here.
+                    await batch.wait()
                 # The spec's handlers copy their event list in `events`: read it once per item.
                 emitted = handler.events
                 if emitted:
                     handler.clear_events()
                     batch.submit(emitted)
-                    if strict and batch.running:
+                    if strict and (batch.running or batch.failures):
                         await batch.wait()
-                if batch.failures:
-                    await batch.wait()
                 yield item
                 if not strict and (batch.failures or batch.queued):
                     if batch.failures:

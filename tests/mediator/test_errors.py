@@ -149,7 +149,9 @@ async def test_overlapped_delivers_no_item_once_an_event_failure_is_known() -> N
         await collect(mediator_.stream(Produce()), into=got)
 
     assert got == [Item(n=0)]
-    assert produced == [0, 1]  # item 1 was produced while the failure happened, never delivered
+    # Item 1 is never delivered. On 3.11 it is produced while the failure happens; on 3.12 the
+    # event handlers ran eagerly, so the failure is known before the handler is asked for item 1.
+    assert produced in ([0, 1], [0])
 
 
 async def test_several_failures_raise_the_first_and_keep_the_others() -> None:
