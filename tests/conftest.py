@@ -46,6 +46,17 @@ async def rill_server(
 
 
 @pytest.fixture
+async def http_service(server_settings: Settings) -> typing.AsyncIterator[RillServer]:
+    """The real service with its HTTP edge too, both on free ports."""
+    server = create_server(server_settings.model_copy(update={"http_address": "127.0.0.1:0"}))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(grace=0)
+
+
+@pytest.fixture
 async def channel(rill_server: RillServer) -> typing.AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(rill_server.address) as channel:
         yield channel

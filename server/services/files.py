@@ -145,14 +145,7 @@ class FileLedger:
 class ProcessFilesCommandHandler(mediator.StreamingRequestHandler[ProcessFilesCommand, FileProcessedResult]):
     def __init__(self, storage: FileStorage) -> None:
         self._storage = storage
-        self._events: list[mediator.Event] = []
-
-    @property
-    def events(self) -> list[mediator.Event]:
-        return self._events.copy()
-
-    def clear_events(self) -> None:
-        self._events.clear()
+        self._events: list[mediator.Event] = []  # `events` and `clear_events()` come with the base class
 
     async def handle(self, request: ProcessFilesCommand) -> typing.AsyncIterator[FileProcessedResult]:
         paths = self._storage.locate(request.file_ids)

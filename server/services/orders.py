@@ -119,14 +119,7 @@ class ProcessOrdersCommandHandler(
     mediator.StreamingRequestHandler[ProcessOrdersCommand, OrderProcessedResult]
 ):
     def __init__(self) -> None:
-        self._events: list[mediator.Event] = []
-
-    @property
-    def events(self) -> list[mediator.Event]:
-        return self._events.copy()
-
-    def clear_events(self) -> None:
-        self._events.clear()
+        self._events: list[mediator.Event] = []  # `events` and `clear_events()` come with the base class
 
     async def handle(self, request: ProcessOrdersCommand) -> typing.AsyncIterator[OrderProcessedResult]:
         for order_id in request.order_ids:

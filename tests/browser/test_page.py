@@ -11,7 +11,7 @@ import typing
 
 import pytest
 
-from server import RillServer, Settings, create_server
+from server import RillServer
 from server.calls import CallRegistry
 from server.http import HttpServer, create_http_app
 from tests.server.gated import Probe, fresh_probe, gated_binding
@@ -62,23 +62,13 @@ async def drive(url: str, ids: str, *args: str) -> dict[str, typing.Any]:
     return typing.cast(dict[str, typing.Any], json.loads(stdout.decode().strip().splitlines()[-1]))
 
 
-@pytest.fixture
-async def service(server_settings: Settings) -> typing.AsyncIterator[RillServer]:
-    server = create_server(server_settings.model_copy(update={"http_address": "127.0.0.1:0"}))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(grace=0)
-
-
 async def test_a_person_processes_orders_and_sees_every_row_and_a_full_bar(
-    service: RillServer, tmp_path: pathlib.Path
+    http_service: RillServer, tmp_path: pathlib.Path
 ) -> None:
-    assert service.http is not None
+    assert http_service.http is not None
     # RILL_SCREENSHOT=docs/page.png refreshes the README's picture.
     screenshot = pathlib.Path(os.environ.get("RILL_SCREENSHOT", tmp_path / "page.png"))
-    seen = await drive(f"http://{service.http.address}/", "a b c d e", "--screenshot", str(screenshot))
+    seen = await drive(f"http://{http_service.http.address}/", "a b c d e", "--screenshot", str(screenshot))
     assert seen["state"] == "complete"
     assert seen["rows"] == ["a", "b", "c", "d", "e"]
     assert seen["bar"] == {"value": 5, "max": 5}
@@ -87,18 +77,18 @@ async def test_a_person_processes_orders_and_sees_every_row_and_a_full_bar(
     assert screenshot.read_bytes().startswith(b"\x89PNG")  # noqa: ASYNC240 - a small local file
 
 
-async def test_a_refused_request_shows_the_status_and_the_violation(service: RillServer) -> None:
-    assert service.http is not None
-    seen = await drive(f"http://{service.http.address}/", "ok ../../etc/passwd", "--service", "files")
+async def test_a_refused_request_shows_the_status_and_the_violation(http_service: RillServer) -> None:
+    assert http_service.http is not None
+    seen = await drive(f"http://{http_service.http.address}/", "ok ../../etc/passwd", "--service", "files")
     assert seen["state"] == "failed"
     assert seen["rows"] == []
     assert seen["error"].splitlines()[0].startswith("INVALID_ARGUMENT: invalid request")
     assert "file_ids[1]: must not contain '..' segments" in seen["error"]
 
 
-async def test_the_get_form_works_with_the_browsers_own_event_source(service: RillServer) -> None:
-    assert service.http is not None
-    seen = await drive(f"http://{service.http.address}/", "x y", "--event-source")
+async def test_the_get_form_works_with_the_browsers_own_event_source(http_service: RillServer) -> None:
+    assert http_service.http is not None
+    seen = await drive(f"http://{http_service.http.address}/", "x y", "--event-source")
     events = seen["events"]
     assert [e["event"] for e in events] == ["start", "progress", "progress", "complete"]
     assert [e["data"]["order_id"] for e in events[1:3]] == ["x", "y"]

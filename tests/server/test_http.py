@@ -14,7 +14,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from protos.files.v1 import files_pb2
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
-from server import RillServer, Settings, create_server
+from server import RillServer
 from server.calls import CallRegistry
 from server.http import HttpServer, create_http_app
 from tests.server.gated import Probe, fresh_probe, gated_binding, origins, stray_tasks
@@ -22,20 +22,9 @@ from tests.server.test_service import field_violations
 
 
 @pytest.fixture
-async def service(server_settings: Settings) -> typing.AsyncIterator[RillServer]:
-    """The real service with its HTTP edge on a free port."""
-    server = create_server(server_settings.model_copy(update={"http_address": "127.0.0.1:0"}))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop(grace=0)
-
-
-@pytest.fixture
-async def http(service: RillServer) -> typing.AsyncIterator[httpx.AsyncClient]:
-    assert service.http is not None
-    async with httpx.AsyncClient(base_url=f"http://{service.http.address}", timeout=30) as client:
+async def http(http_service: RillServer) -> typing.AsyncIterator[httpx.AsyncClient]:
+    assert http_service.http is not None
+    async with httpx.AsyncClient(base_url=f"http://{http_service.http.address}", timeout=30) as client:
         yield client
 
 
@@ -105,7 +94,7 @@ GRPC_TWIN: dict[str, tuple[str, typing.Any]] = {
     ],
 )
 async def test_refusals_are_422_with_the_same_violations_as_grpc(
-    http: httpx.AsyncClient, service: RillServer, url: str, body: dict[str, list[str]]
+    http: httpx.AsyncClient, http_service: RillServer, url: str, body: dict[str, list[str]]
 ) -> None:
     response = await http.post(url, json=body)
     assert response.status_code == 422
@@ -114,7 +103,7 @@ async def test_refusals_are_422_with_the_same_violations_as_grpc(
     assert problem["code"] == "INVALID_ARGUMENT"
 
     method, request_class = GRPC_TWIN[url]
-    async with grpc.aio.insecure_channel(service.address) as channel:
+    async with grpc.aio.insecure_channel(http_service.address) as channel:
         call = channel.unary_stream(method, request_serializer=None, response_deserializer=None)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             async for _ in call(request_class(**body).SerializeToString()):
@@ -215,9 +204,9 @@ async def test_the_page_is_served_at_the_root(http: httpx.AsyncClient) -> None:
     assert "serverSentEvents" in page.text
 
 
-async def test_grpc_and_http_share_the_mediators(http: httpx.AsyncClient, service: RillServer) -> None:
+async def test_grpc_and_http_share_the_mediators(http: httpx.AsyncClient, http_service: RillServer) -> None:
     await events_of(http, "POST", "/v1/orders:process", json={"order_ids": ["via-http"]})
-    async with grpc.aio.insecure_channel(service.address) as channel:
+    async with grpc.aio.insecure_channel(http_service.address) as channel:
         order = await orders_pb2_grpc.OrderServiceStub(channel).GetOrder(
             orders_pb2.GetOrderRequest(order_id="via-http")
         )

@@ -24,8 +24,9 @@ class ServerProcess:
         self.address = address
 
 
-async def start_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    process = await asyncio.create_subprocess_exec(
+async def spawn_server(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """`python -m server` on a free port, HTTP edge off, with ``args`` and ``env`` added."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "server",
@@ -39,6 +40,10 @@ async def start_server(*args: str, env: dict[str, str] | None = None) -> ServerP
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def start_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    process = await spawn_server(*args, env=env)
     assert process.stdout is not None
     line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
     if not line.startswith("listening on "):
@@ -98,20 +103,7 @@ async def test_health_is_serving_from_the_process(server_process: ServerProcess)
 async def test_bad_configuration_is_a_clear_error(
     args: tuple[str, ...], env: dict[str, str], message: str
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server",
-        "--address",
-        "127.0.0.1:0",
-        "--http-address",
-        "",
-        *args,
-        cwd=REPO,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn_server(*args, env=env)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 2
     text = stderr.decode()
