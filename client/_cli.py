@@ -38,6 +38,8 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
+import secrets
 import sys
 import typing
 
@@ -120,6 +122,24 @@ def _header(value: str) -> tuple[str, str]:
     return key.strip().lower(), rest.strip()
 
 
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _trace_metadata(traceparent: str | None, trace: bool) -> tuple[tuple[str, str], ...]:
+    """The W3C ``traceparent`` to send, so that one trace spans this call and the server's spans."""
+    if traceparent is None and not trace:
+        return ()
+    if traceparent is None:
+        trace_id = secrets.token_hex(16)
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        _stderr.print(Text(f"trace id {trace_id}", style="dim"))
+    elif not _TRACEPARENT.match(traceparent):
+        raise typer.BadParameter(
+            f"expected 00-<32 hex>-<16 hex>-<2 hex>, got {traceparent!r}", param_hint="--traceparent"
+        )
+    return (("traceparent", traceparent),)
+
+
 def _tls(
     tls: bool,
     cacert: pathlib.Path | None,
@@ -180,6 +200,18 @@ def connection(
     server_name: typing.Annotated[
         str | None, typer.Option(help="Name to check the server's certificate against (implies --tls).")
     ] = None,
+    traceparent: typing.Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRACEPARENT",
+            metavar="W3C",
+            help="Continue this trace: sent as 'traceparent' (00-TRACEID-SPANID-FLAGS).",
+        ),
+    ] = None,
+    trace: typing.Annotated[
+        bool,
+        typer.Option("--trace", help="Start a new sampled trace and print its id on stderr."),
+    ] = False,
 ) -> None:
     """Call the rill service: process orders and files as live streams, read orders back."""
     if timeout is not None and timeout <= 0:
@@ -188,7 +220,7 @@ def connection(
         address=address,
         tls=_tls(tls, cacert, cert, key, server_name),
         token=token,
-        metadata=tuple(_header(value) for value in header or ()),
+        metadata=(*(_header(value) for value in header or ()), *_trace_metadata(traceparent, trace)),
         timeout=timeout,
         request_id=request_id,
         retry=RetryPolicy(max_attempts=max_attempts),

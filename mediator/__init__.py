@@ -4,7 +4,8 @@
     from mediator import bootstrap
 
 The names the spec uses are all here; ``mediator.bootstrap``, ``mediator.exceptions``,
-``mediator.container`` and ``mediator.message_brokers`` hold the rest.
+``mediator.container``, ``mediator.message_brokers`` and ``mediator.observe`` (hooks for metrics and
+traces) hold the rest.
 """
 
 from mediator._handlers import EventHandler, RequestHandler, StreamingRequestHandler

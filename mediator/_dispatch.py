@@ -10,8 +10,10 @@ stream does not end, normally or not, before its batch has settled or been drain
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
+import time
 import typing
 
 from mediator._handlers import EventHandler
@@ -26,10 +28,13 @@ from mediator.exceptions import (
     EventHandlingError,
 )
 from mediator.message_brokers.protocol import Message, MessageBroker
+from mediator.observe import MediatorObserver, NullObserver, Outcome
 
 __all__ = ["EventBatch", "EventDispatcher"]
 
 logger = logging.getLogger("mediator")
+
+_now = time.perf_counter
 
 Emitted: typing.TypeAlias = typing.Sequence[Event]
 
@@ -40,15 +45,19 @@ class _TimedOut(Exception):
 
 if sys.version_info >= (3, 12):
 
-    def _start_task(coro: typing.Coroutine[typing.Any, typing.Any, None]) -> asyncio.Task[None]:
+    def _start_task(
+        coro: typing.Coroutine[typing.Any, typing.Any, None], context: contextvars.Context | None
+    ) -> asyncio.Task[None]:
         # An eager task runs the handler at once, up to its first real suspension, with
         # current_task() set to the new task; a no-op handler is done before this returns.
-        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True, context=context)
 
 else:  # pragma: no cover - exercised on 3.11 only
 
-    def _start_task(coro: typing.Coroutine[typing.Any, typing.Any, None]) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(coro)
+    def _start_task(
+        coro: typing.Coroutine[typing.Any, typing.Any, None], context: contextvars.Context | None
+    ) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro, context=context)
 
 
 class _Target:
@@ -177,27 +186,54 @@ class EventBatch:
     Each run does its own bookkeeping as it ends, inside its task: the stream waiting for the batch is
     woken in the same loop iteration.
 
+    With an ``observer`` (:mod:`mediator.observe`), every run is reported, wrapped in the observer's
+    scope, and started in a copy of the context the batch was created in (the stream's), even when
+    another stream's run hands it the slot, so that the stream's tracing span is its parent. Without
+    one, none of that costs anything but an ``is None`` test.
+
     ``running``, ``queued`` and ``failures`` are plain attributes, read by the stream after every item.
     """
 
-    __slots__ = ("_settled", "_started", "abandoning", "dispatcher", "failures", "queued", "running")
+    __slots__ = (
+        "_context",
+        "_scoped",
+        "_settled",
+        "_started",
+        "abandoning",
+        "dispatcher",
+        "failures",
+        "observer",
+        "queued",
+        "running",
+    )
 
-    def __init__(self, dispatcher: EventDispatcher) -> None:
+    def __init__(self, dispatcher: EventDispatcher, observer: MediatorObserver | None = None) -> None:
         self.dispatcher = dispatcher
         self.running: dict[asyncio.Task[None], tuple[Event, _Target]] = {}
-        self.queued: dict[Ticket, tuple[Event, _Target, int]] = {}
+        self.queued: dict[Ticket, tuple[Event, _Target, int, int | None]] = {}
         self.failures: list[EventHandlingError] = []
         self._settled: asyncio.Future[None] | None = None
         self._started: asyncio.Future[None] | None = None
         self.abandoning = ""  # why the batch gave up on its runs, once it has
+        self.observer = observer
+        self._context = contextvars.copy_context() if observer is not None else None
+        # An observer that keeps NullObserver's scope (metrics only) saves entering one per run.
+        self._scoped = observer is not None and (
+            getattr(type(observer), "event_handler_scope", None) is not NullObserver.event_handler_scope
+        )
 
     @property
     def settled(self) -> bool:
         """No run is going or queued."""
         return not self.running and not self.queued
 
-    def submit(self, events: Emitted, depth: int = 0) -> None:
-        """Start (or queue) a run for every target of every event, in emission order."""
+    def submit(self, events: Emitted, depth: int = 0, item: int | None = None) -> None:
+        """Start (or queue) a run for every target of every event, in emission order.
+
+        ``item`` is the index of the stream item the events came with (for the observer).
+        """
+        if self.observer is not None:
+            self.observer.events_emitted(events)
         dispatcher = self.dispatcher
         limiter = dispatcher.limiter
         for event in events:
@@ -206,9 +242,9 @@ class EventBatch:
                 continue
             for target in dispatcher.targets(type(event)):
                 if limiter.try_acquire():
-                    self._start(event, target, depth)
+                    self._start(event, target, depth, item)
                 else:
-                    self.queued[limiter.enqueue(self._start_queued)] = (event, target, depth)
+                    self.queued[limiter.enqueue(self._start_queued)] = (event, target, depth, item)
 
     def _start_queued(self, ticket: Ticket) -> None:
         self._start(*self.queued.pop(ticket))
@@ -217,34 +253,68 @@ class EventBatch:
             # to call _wake(), yet a stream waiting in wait_started() may go on now.
             self._wake()
 
-    def _start(self, event: Event, target: _Target, depth: int) -> None:
-        task = _start_task(self._execute(event, target, depth))
+    def _start(self, event: Event, target: _Target, depth: int, item: int | None) -> None:
+        context = self._context
+        task = _start_task(
+            self._execute(event, target, depth, item), None if context is None else context.copy()
+        )
         if not task.done():
             self.running[task] = (event, target)
 
-    async def _execute(self, event: Event, target: _Target, depth: int) -> None:
+    async def _execute(self, event: Event, target: _Target, depth: int, item: int | None) -> None:
+        observer = self.observer
+        outcome: Outcome = "ok"
+        error: BaseException | None = None
+        started = _now() if observer is not None else 0.0
         try:
-            emitted = await target.run(event)
+            if self._scoped:
+                emitted = await self._run_in_scope(event, target, item)
+            else:
+                emitted = await target.run(event)
         except asyncio.CancelledError:
+            outcome = "cancelled"
             if not self.abandoning:
                 self.failures.append(EventHandlerError(event, target.name, "cancelled"))
             raise
-        except Exception as error:
-            self.failures.append(self._wrap(error, event, target.name))
+        except Exception as failure:
+            outcome, error = self._failed(failure, event, target.name)
         else:
             if emitted and self.abandoning:
                 logger.error(
                     "%d events emitted by %s were not handled: %s", len(emitted), target.name, self.abandoning
                 )
             elif emitted:
-                self.submit(emitted, depth + 1)
+                self.submit(emitted, depth + 1, item)
         finally:
+            if observer is not None:
+                observer.event_handler_ended(event, target.name, outcome, _now() - started, error)
             self.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self.dispatcher.limiter.release()
             if self._settled is not None or self._started is not None:
                 self._wake()
 
+    async def _run_in_scope(self, event: Event, target: _Target, item: int | None) -> Emitted:
+        assert self.observer is not None
+        with self.observer.event_handler_scope(event, target.name, item):
+            try:
+                return await target.run(event)
+            except _TimedOut:
+                # Raised as what it is, so that the scope (a span) records a meaningful error.
+                raise EventHandlerTimeout(
+                    event, target.name, self.dispatcher.event_handler_timeout or 0.0
+                ) from None
+
+    def _failed(self, failure: Exception, event: Event, name: str) -> tuple[Outcome, BaseException]:
+        """Record a run's failure; its outcome and the error the observer is told about."""
+        wrapped = self._wrap(failure, event, name)
+        self.failures.append(wrapped)
+        if isinstance(wrapped, EventHandlerTimeout):
+            return "timeout", wrapped
+        return "error", failure
+
     def _wrap(self, error: Exception, event: Event, name: str) -> EventHandlingError:
+        if isinstance(error, EventHandlerTimeout):
+            return error
         if isinstance(error, _TimedOut):
             return EventHandlerTimeout(event, name, self.dispatcher.event_handler_timeout or 0.0)
         wrapped = EventHandlerError(event, name, f"{type(error).__name__}: {error}")
@@ -321,7 +391,7 @@ class EventBatch:
 
     async def _abandon(self, reason: str) -> None:
         self.abandoning = reason
-        for ticket, (event, target, _) in self.queued.items():
+        for ticket, (event, target, _, _) in self.queued.items():
             ticket.cancel()
             logger.error("%s for %s was never started: %s", target.name, type(event).__qualname__, reason)
         self.queued.clear()

@@ -31,6 +31,7 @@ Guarantees for both:
 from __future__ import annotations
 
 import enum
+import time
 import typing
 
 from mediator._dispatch import EventBatch, EventDispatcher
@@ -40,6 +41,7 @@ from mediator._messages import Request, Response
 from mediator.container import Resolver
 from mediator.message_brokers.devnull import DevnullMessageBroker
 from mediator.message_brokers.protocol import MessageBroker
+from mediator.observe import MediatorObserver
 
 __all__ = ["EventDelivery", "RequestMediator", "StreamingRequestMediator"]
 
@@ -70,9 +72,11 @@ class _Mediator:
         event_handler_timeout: float | None = None,
         drain_timeout: float = 10.0,
         max_event_cascade_depth: int = 16,
+        observer: MediatorObserver | None = None,
     ) -> None:
         self.request_map = request_map
         self._resolver = Resolver(container)
+        self.observer = observer
         self._dispatcher = EventDispatcher(
             resolver=self._resolver,
             event_map=event_map if event_map is not None else EventMap(),
@@ -121,6 +125,7 @@ class RequestMediator(_Mediator):
         event_handler_timeout: float | None = None,
         drain_timeout: float = 10.0,
         max_event_cascade_depth: int = 16,
+        observer: MediatorObserver | None = None,
     ) -> None:
         super().__init__(
             request_map,
@@ -132,6 +137,7 @@ class RequestMediator(_Mediator):
             event_handler_timeout=event_handler_timeout,
             drain_timeout=drain_timeout,
             max_event_cascade_depth=max_event_cascade_depth,
+            observer=observer,
         )
 
     async def send(self, request: Request) -> typing.Any:
@@ -143,7 +149,7 @@ class RequestMediator(_Mediator):
                 f"{handler_type.__qualname__}: use StreamingRequestMediator.stream()"
             )
         handler = await self._resolver.resolve(handler_type)
-        batch = EventBatch(self._dispatcher)
+        batch = EventBatch(self._dispatcher, self.observer)
         finished = False
         try:
             response = await handler.handle(request)
@@ -172,6 +178,7 @@ class StreamingRequestMediator(_Mediator):
         event_handler_timeout: float | None = None,
         drain_timeout: float = 10.0,
         max_event_cascade_depth: int = 16,
+        observer: MediatorObserver | None = None,
     ) -> None:
         super().__init__(
             request_map,
@@ -183,6 +190,7 @@ class StreamingRequestMediator(_Mediator):
             event_handler_timeout=event_handler_timeout,
             drain_timeout=drain_timeout,
             max_event_cascade_depth=max_event_cascade_depth,
+            observer=observer,
         )
         self.event_delivery = EventDelivery(event_delivery)
 
@@ -208,8 +216,10 @@ class StreamingRequestMediator(_Mediator):
         strict: bool,
     ) -> typing.AsyncGenerator[typing.Any, None]:
         handler = await self._resolver.resolve(handler_type)
-        batch = EventBatch(self._dispatcher)
+        observer = self.observer
+        batch = EventBatch(self._dispatcher, observer)
         items = typing.cast(typing.AsyncGenerator[typing.Any, None], handler.handle(request))
+        index = 0
         finished = False
         try:
             async for item in items:
@@ -221,10 +231,16 @@ class StreamingRequestMediator(_Mediator):
                 emitted = handler.events
                 if emitted:
                     handler.clear_events()
-                    batch.submit(emitted)
+                    batch.submit(emitted, 0, index)
                     if strict and (batch.running or batch.failures):
-                        await batch.wait()
+                        if observer is None:
+                            await batch.wait()
+                        else:
+                            await _timed_wait(batch, observer, type(request))
+                if observer is not None:
+                    observer.item_yielded(type(request))
                 yield item
+                index += 1
                 if not strict and (batch.failures or batch.queued):
                     if batch.failures:
                         await batch.wait()
@@ -238,6 +254,14 @@ class StreamingRequestMediator(_Mediator):
                     await items.aclose()
                 finally:
                     await self._finish_abnormally(handler, batch)
+
+
+async def _timed_wait(batch: EventBatch, observer: MediatorObserver, request_type: type[Request]) -> None:
+    started = time.perf_counter()
+    try:
+        await batch.wait()
+    finally:
+        observer.strict_waited(request_type, time.perf_counter() - started)
 
 
 def _take_events(handler: _Handler, batch: EventBatch) -> bool:

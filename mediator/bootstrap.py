@@ -17,6 +17,7 @@ import typing
 from mediator._maps import EventMap, RequestMap
 from mediator._mediators import EventDelivery, RequestMediator, StreamingRequestMediator
 from mediator.message_brokers.protocol import MessageBroker
+from mediator.observe import MediatorObserver
 
 __all__ = ["bootstrap", "bootstrap_streaming"]
 
@@ -47,6 +48,7 @@ def bootstrap(
     event_handler_timeout: float | None = None,
     drain_timeout: float = 10.0,
     max_event_cascade_depth: int = 16,
+    observer: MediatorObserver | None = None,
 ) -> RequestMediator:
     """A :class:`RequestMediator` for regular (one response) handlers.
 
@@ -65,6 +67,7 @@ def bootstrap(
         event_handler_timeout=event_handler_timeout,
         drain_timeout=drain_timeout,
         max_event_cascade_depth=max_event_cascade_depth,
+        observer=observer,
     )
 
 
@@ -80,6 +83,7 @@ def bootstrap_streaming(
     event_handler_timeout: float | None = None,
     drain_timeout: float = 10.0,
     max_event_cascade_depth: int = 16,
+    observer: MediatorObserver | None = None,
 ) -> StreamingRequestMediator:
     """A :class:`StreamingRequestMediator`, with the spec's defaults (10 handlers at once, concurrent)."""
     request_map, event_map = _maps(commands_mapper, domain_events_mapper)
@@ -94,4 +98,5 @@ def bootstrap_streaming(
         event_handler_timeout=event_handler_timeout,
         drain_timeout=drain_timeout,
         max_event_cascade_depth=max_event_cascade_depth,
+        observer=observer,
     )

@@ -1,18 +1,32 @@
-"""``python -m server``: run the service until SIGTERM or SIGINT, then drain and exit 0."""
+"""``python -m server``: run the service until SIGTERM or SIGINT, then drain and exit 0.
+
+``--workers N`` runs N server processes on one port (``SO_REUSEPORT``: the kernel spreads connections
+over them). The workers are started before any gRPC object exists in this process, which only
+supervises: SIGTERM/SIGINT are passed on to every worker, and it exits 0 when they all did. gRPC is
+served by every worker; the HTTP/SSE edge by worker 0 only. The event loop is uvloop when it is
+installed (``--loop asyncio`` to opt out): it serves more messages per CPU second (bench/README.md).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
+import os
 import pathlib
 import signal
+import socket
+import subprocess
 import sys
+import time
+import typing
 
 import pydantic
 
 from mediator.exceptions import BrokerError
 from server.app import create_server
+from server.logs import configure_logging
 from server.settings import load_settings
 
 logger = logging.getLogger("server")
@@ -27,8 +41,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--http-address", help="HOST:PORT of the HTTP/SSE edge (default 127.0.0.1:8080; empty: off)"
     )
     parser.add_argument(
+        "--metrics-address", help="HOST:PORT serving /metrics on its own (default: none; empty: off)"
+    )
+    parser.add_argument(
         "--config", type=pathlib.Path, help="a TOML config file (RILL_* variables override it)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT; default 1)"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop (auto: uvloop if installed)",
+    )
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     return parser.parse_args(argv)
 
 
@@ -36,8 +63,10 @@ async def serve(args: argparse.Namespace) -> None:
     overrides = {"address": args.address} if args.address else {}
     if args.http_address is not None:
         overrides["http_address"] = args.http_address
+    if args.metrics_address is not None:
+        overrides["metrics_address"] = args.metrics_address
     settings = load_settings(args.config, **overrides)
-    logging.getLogger().setLevel(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     server = create_server(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,19 +74,85 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     # Parsed by tests and scripts that start the server on port 0.
-    print(f"listening on {server.address}", flush=True)
+    worker = "" if args.worker_index is None else f" (worker {args.worker_index}, pid {os.getpid()})"
+    print(f"listening on {server.address}{worker}", flush=True)
     if server.http is not None:
         print(f"http on {server.http.address}", flush=True)
+    if server.metrics_http is not None:
+        print(f"metrics on {server.metrics_http.address}", flush=True)
     await stop.wait()
     logger.info("signal received: shutting down")
     await server.stop()
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = _parse_args(argv)
+def _loop_factory(choice: str) -> typing.Callable[[], asyncio.AbstractEventLoop] | None:
+    if choice == "asyncio":
+        return None
     try:
-        asyncio.run(serve(args))
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("rill server: --loop uvloop, but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def _exit_with_supervisor() -> None:
+    # In a worker, before exec: a supervisor killed outright (SIGKILL: nothing to pass on) still
+    # stops its workers, which get SIGTERM and drain.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _supervise(argv: list[str], args: argparse.Namespace) -> int:
+    """Start ``args.workers`` workers on one port, pass SIGTERM/SIGINT on; 0 if they all exit 0."""
+    overrides = {"address": args.address} if args.address else {}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except (pydantic.ValidationError, FileNotFoundError) as error:
+        print(f"rill server: cannot start: {error}", file=sys.stderr)
+        return 2
+    if not hasattr(socket, "SO_REUSEPORT"):
+        print("rill server: --workers needs SO_REUSEPORT (Linux)", file=sys.stderr)
+        return 2
+    if settings.address.endswith(":0"):
+        print("rill server: --workers needs a fixed port: port 0 cannot be shared", file=sys.stderr)
+        return 2
+    workers: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for index in range(args.workers):
+        http = [] if index == 0 else ["--http-address", ""]  # the HTTP edge lives in worker 0 only
+        command = [sys.executable, "-m", "server", *argv, *http, "--worker-index", str(index)]
+        workers.append(subprocess.Popen(command, preexec_fn=_exit_with_supervisor))  # no threads here
+    while any(worker.poll() is None for worker in workers):
+        if not stopping and any(worker.returncode is not None for worker in workers):
+            logger.error("a worker exited on its own: stopping the others")
+            stop_all()
+        time.sleep(0.1)
+    codes = [worker.returncode for worker in workers]
+    logger.info("workers exited: %s", ", ".join(map(str, codes)))
+    return 0 if not any(codes) and stopping else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse_args(argv)
+    worker = "" if args.worker_index is None else f"worker {args.worker_index} pid %(process)d "
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")
+    if args.workers > 1 and args.worker_index is None:
+        sys.exit(_supervise(argv, args))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            runner.run(serve(args))
     except (pydantic.ValidationError, FileNotFoundError, NotADirectoryError, OSError, BrokerError) as error:
         print(f"rill server: cannot start: {error}", file=sys.stderr)
         sys.exit(2)

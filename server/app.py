@@ -10,19 +10,24 @@ import grpc
 from dependency_injector import containers, providers
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import make_asgi_app
 
 import mediator
 from mediator import bootstrap
 from mediator.message_brokers.memory import InMemoryMessageBroker
 from mediator.message_brokers.protocol import MessageBroker
+from mediator.observe import MediatorObserver
 from protos.files.v1 import files_pb2
 from protos.orders.v1 import orders_pb2
+from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import Rpc, ServiceBinding
 from server.brokers import StartableBroker, broker_from_url
 from server.calls import CallRegistry
 from server.http import HttpServer, create_http_app
+from server.metrics import Metrics
 from server.services import files, orders
 from server.settings import ServiceSettings, Settings
+from server.tracing import Tracing
 
 __all__ = ["RillServer", "create_server"]
 
@@ -54,6 +59,7 @@ def _mediators(
     broker: MessageBroker,
     commands_mapper: typing.Callable[[mediator.RequestMap], None],
     domain_events_mapper: typing.Callable[[mediator.EventMap], None],
+    observers: tuple[MediatorObserver | None, MediatorObserver | None] = (None, None),
 ) -> tuple[mediator.StreamingRequestMediator, mediator.RequestMediator]:
     common: dict[str, typing.Any] = {
         "di_container": container,
@@ -65,28 +71,46 @@ def _mediators(
         "event_handler_timeout": service.event_handler_timeout,
         "drain_timeout": service.drain_timeout,
     }
-    streaming = bootstrap.bootstrap_streaming(**common, event_delivery=service.event_delivery)
-    return streaming, bootstrap.bootstrap(**common)
+    streaming = bootstrap.bootstrap_streaming(
+        **common, event_delivery=service.event_delivery, observer=observers[0]
+    )
+    return streaming, bootstrap.bootstrap(**common, observer=observers[1])
 
 
 class RillServer:
     """Both services over gRPC, and over HTTP/SSE when ``http_address`` is set. ``async with`` runs it."""
 
-    def __init__(self, settings: Settings, *, broker: MessageBroker | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, broker: MessageBroker | None = None, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.broker: MessageBroker = broker if broker is not None else InMemoryMessageBroker()
         self.handlers = Handlers()
         self.handlers.config.storage_root.from_value(settings.storage_root)
         self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
-        self.calls = CallRegistry()
+        self.metrics = Metrics() if settings.metrics else None
+        self.tracing = tracing if tracing is not None else Tracing.from_settings(settings.tracing)
+        self.calls = CallRegistry(metrics=self.metrics, tracing=self.tracing)
 
         orders_streaming, orders_unary = _mediators(
-            settings.orders, self.handlers, self.broker, orders.commands_mapper, orders.domain_events_mapper
+            settings.orders,
+            self.handlers,
+            self.broker,
+            orders.commands_mapper,
+            orders.domain_events_mapper,
+            (self._observer("orders"), self._observer("orders.unary")),
         )
         files_streaming, _ = _mediators(
-            settings.files, self.handlers, self.broker, files.commands_mapper, files.domain_events_mapper
+            settings.files,
+            self.handlers,
+            self.broker,
+            files.commands_mapper,
+            files.domain_events_mapper,
+            (self._observer("files"), None),
         )
         self.mediators = {"orders": orders_streaming, "files": files_streaming}
+        if self.metrics is not None:
+            self.metrics.attach({**self.mediators, "orders.unary": orders_unary})
         self.bindings = [
             ServiceBinding(
                 orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
@@ -106,9 +130,14 @@ class RillServer:
 
         # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        self._server = grpc.aio.server()
+        token = settings.auth_token.get_secret_value() if settings.auth_token is not None else ""
+        self._server = grpc.aio.server(
+            options=settings.limits.grpc_options(),
+            interceptors=[BearerTokenInterceptor(token)] if token else None,
+            maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
+        )
         for binding in self.bindings:
-            handlers = binding.method_handlers(self.calls)
+            handlers = binding.method_handlers(self.calls, stall_timeout=settings.limits.stall_timeout)
             self._server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(binding.name, handlers),)
             )
@@ -116,25 +145,44 @@ class RillServer:
             self._server.add_registered_method_handlers(binding.name, handlers)  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         service_names = [binding.name for binding in self.bindings]
-        reflection.enable_server_reflection(
-            (
-                *service_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            self._server,
-        )
-        self.port = self._server.add_insecure_port(settings.address)
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                (
+                    *service_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                self._server,
+            )
+        if settings.tls.enabled:
+            self.port = self._server.add_secure_port(settings.address, settings.tls.server_credentials())
+        else:
+            self.port = self._server.add_insecure_port(settings.address)
         if self.port == 0:
             raise OSError(f"could not bind {settings.address}")
         host = settings.address.rpartition(":")[0]
         self.address = f"{host}:{self.port}"
         self.http: HttpServer | None = None
         if settings.http_address:
-            app = create_http_app(self.bindings, self.calls, ping_seconds=settings.sse_ping_seconds)
-            self.http = HttpServer(app, settings.http_address)
+            app: typing.Any = create_http_app(
+                self.bindings,
+                self.calls,
+                ping_seconds=settings.sse_ping_seconds,
+                metrics=self.metrics.registry if self.metrics is not None else None,
+            )
+            if token:
+                app = BearerTokenMiddleware(app, token)
+            self.http = HttpServer(app, settings.http_address, **settings.tls.uvicorn_options())
+        self.metrics_http: HttpServer | None = None
+        if settings.metrics_address and self.metrics is not None:
+            self.metrics_http = HttpServer(make_asgi_app(self.metrics.registry), settings.metrics_address)
         self._started = False
         self._stopped = False
+
+    def _observer(self, name: str) -> MediatorObserver | None:
+        """What watches the mediator called ``name``: metrics, traces, both, or nothing."""
+        metrics = self.metrics.mediator(name, type(self.broker).__qualname__) if self.metrics else None
+        return self.tracing.observer(metrics) if self.tracing is not None else metrics
 
     async def start(self) -> None:
         if self._stopped:
@@ -144,6 +192,8 @@ class RillServer:
         await self._server.start()
         if self.http is not None:
             await self.http.start()
+        if self.metrics_http is not None:
+            await self.metrics_http.start()
         self._started = True
         for binding in self.bindings:
             await self.health.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
@@ -176,6 +226,8 @@ class RillServer:
         stopping = [self._server.stop(grace)]
         if self.http is not None:
             stopping.append(self.http.stop(grace))
+        if self.metrics_http is not None:
+            stopping.append(self.metrics_http.stop(1.0))  # a scrape in progress may finish
         await asyncio.gather(*stopping)
         drain = max(getattr(self.settings, name).drain_timeout for name in self.mediators) + 1.0
         if not await self.calls.wait_idle(drain):
@@ -183,6 +235,8 @@ class RillServer:
                 "%d calls were still finishing %g s after the grace period", self.calls.active, drain
             )
         await self.broker.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still buffered
         logger.info("stopped")
 
     async def wait_for_termination(self) -> None:
@@ -196,10 +250,15 @@ class RillServer:
         await self.stop()
 
 
-def create_server(settings: Settings | None = None, *, broker: MessageBroker | None = None) -> RillServer:
+def create_server(
+    settings: Settings | None = None, *, broker: MessageBroker | None = None, tracing: Tracing | None = None
+) -> RillServer:
     """Build the server from explicit settings (``Settings()`` holds the embedded defaults).
 
-    The message broker is ``broker`` if given, else the one ``settings.broker`` names.
+    The message broker is ``broker`` if given, else the one ``settings.broker`` names; the tracer is
+    ``tracing`` if given (tests pass one with an in-memory exporter), else ``settings.tracing``'s.
     """
     settings = settings if settings is not None else Settings()
-    return RillServer(settings, broker=broker if broker is not None else broker_from_url(settings.broker))
+    return RillServer(
+        settings, broker=broker if broker is not None else broker_from_url(settings.broker), tracing=tracing
+    )

@@ -3,12 +3,17 @@
 Every RPC runs inside ``CallRegistry.open``: it gets a request id (the caller's ``x-request-id``
 metadata, or a new one, echoed in the trailing metadata), is counted while it runs so that shutdown
 can wait for it, and turns any exception into a status through :func:`server.errors.status_for`.
+
+This is also where each call is measured (:mod:`server.metrics`), traced (:mod:`server.tracing`)
+and logged, once, when its outcome is known and before the status leaves (a gRPC ``abort()`` sends
+it at once): the log line carries method, code, items, duration, request id and trace id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import typing
@@ -16,10 +21,17 @@ import uuid
 
 import grpc
 from grpc_status import rpc_status
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from server.errors import Status, status_for
+from server.metrics import CallSeries, Metrics, RpcLabels
+from server.tracing import Tracing, trace_id_of
 
-__all__ = ["REQUEST_ID_KEY", "Call", "CallRegistry", "request_id_from"]
+__all__ = ["CURRENT_CALL", "REQUEST_ID_KEY", "Call", "CallRegistry", "request_id_from"]
+
+CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar("rill_call", default=None)
+"""The call being served (in its handler and in the event-handler runs it started): for the logs."""
 
 logger = logging.getLogger("server.calls")
 
@@ -29,31 +41,102 @@ REQUEST_ID_KEY = "x-request-id"
 class Call:
     """One call in flight, over gRPC or HTTP."""
 
-    __slots__ = ("items", "method", "request_id", "started")
+    __slots__ = ("client_wait", "code", "items", "method", "request_id", "series", "span", "started")
 
-    def __init__(self, method: str, request_id: str) -> None:
+    def __init__(
+        self,
+        method: str,
+        request_id: str,
+        series: CallSeries | None = None,
+        span: trace.Span | None = None,
+    ) -> None:
         self.method = method
         self.request_id = request_id
         self.items = 0
         self.started = time.monotonic()
+        self.series = series
+        self.span = span
+        self.client_wait = 0.0  # seconds spent waiting for the client to take messages
+        self.code: grpc.StatusCode | None = None  # once the outcome is known
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    @property
+    def trace_id(self) -> str:
+        return trace_id_of(self.span)
+
+    def sent(self, since: float | None = None) -> None:
+        """One response message was sent (``since``: the monotonic time its sending started)."""
+        self.items += 1
+        series = self.series
+        if series is not None:
+            now = time.monotonic()
+            series.sent += 1
+            if since is not None:
+                self.client_wait += now - since
+            if self.items == 1:
+                series.first_message.observe(now - self.started)
+
+    @contextlib.contextmanager
+    def current(self) -> typing.Iterator[None]:
+        """Make this call (and its span) current: what runs inside, event-handler runs included,
+        logs with its request id and trace id, and traces as its children."""
+        call_token = CURRENT_CALL.set(self)
+        span_token = (
+            otel_context.attach(trace.set_span_in_context(self.span)) if self.span is not None else None
+        )
+        try:
+            yield
+        finally:
+            if span_token is not None:
+                otel_context.detach(span_token)
+            CURRENT_CALL.reset(call_token)
+
+    def _log_fields(self, code: grpc.StatusCode) -> dict[str, typing.Any]:
+        return {
+            "method": self.method,
+            "code": code.name,
+            "items": self.items,
+            "duration": round(self.elapsed, 6),
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+        }
+
+    def _end(self, code: grpc.StatusCode, error: BaseException | None = None) -> bool:
+        """Record the outcome once (metrics, span); False if it was recorded already."""
+        if self.code is not None:
+            return False
+        self.code = code
+        series = self.series
+        if series is not None:
+            series.handled[code.name] += 1
+            series.handling.observe(self.elapsed)
+            if series.labels.grpc_type == "server_stream":
+                series.wait.observe(self.client_wait)
+        if self.span is not None:
+            Tracing.end(self.span, code, self.items, error)
+        return True
+
     def cancelled(self) -> None:
         # The client went away, its deadline passed, or the server stopped: nobody hears a status.
+        if not self._end(grpc.StatusCode.CANCELLED):
+            return
         logger.info(
             "%s cancelled after %d items, %.3f s (request id %s)",
             self.method,
             self.items,
             self.elapsed,
             self.request_id,
+            extra=self._log_fields(grpc.StatusCode.CANCELLED),
         )
 
     def failed(self, error: Exception) -> Status:
         """The status the caller gets for ``error``, logged (with the traceback if unexpected)."""
         status = status_for(error, self.request_id)
+        if not self._end(status.code, None if status.expected else error):
+            return status
         if status.expected:
             logger.info(
                 "%s %s after %d items: %s (request id %s)",
@@ -62,6 +145,7 @@ class Call:
                 self.items,
                 status.message,
                 self.request_id,
+                extra=self._log_fields(status.code),
             )
         else:
             logger.error(
@@ -70,12 +154,20 @@ class Call:
                 self.items,
                 self.request_id,
                 exc_info=error,
+                extra=self._log_fields(status.code),
             )
         return status
 
     def succeeded(self) -> None:
+        if not self._end(grpc.StatusCode.OK):
+            return
         logger.info(
-            "%s OK, %d items, %.3f s (request id %s)", self.method, self.items, self.elapsed, self.request_id
+            "%s OK, %d items, %.3f s (request id %s)",
+            self.method,
+            self.items,
+            self.elapsed,
+            self.request_id,
+            extra=self._log_fields(grpc.StatusCode.OK),
         )
 
 
@@ -86,27 +178,68 @@ def request_id_from(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _grpc_request_id(context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str):
-            return request_id_from(value)
-    return request_id_from(None)
+def _grpc_metadata(context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> dict[str, str]:
+    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
 
 
 class CallRegistry:
-    """Counts the calls in flight over both transports; ``wait_idle`` lets shutdown wait for them."""
+    """Counts the calls in flight over both transports; ``wait_idle`` lets shutdown wait for them.
 
-    def __init__(self) -> None:
+    With ``metrics`` and ``tracing``, every call is also measured and traced; ``kinds`` gives each
+    RPC's ``grpc_type`` (``unary`` or ``server_stream``) by method path.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+        kinds: typing.Mapping[str, str] | None = None,
+    ) -> None:
         self.active = 0
         self._idle: asyncio.Event | None = None
+        self.metrics = metrics
+        self.tracing = tracing
+        self.kinds = dict(kinds or {})
+
+    def _series(self, method: str, transport: str) -> CallSeries | None:
+        if self.metrics is None:
+            return None
+        service, _, name = method.lstrip("/").partition("/")
+        kind = self.kinds.get(method, "unknown")
+        return self.metrics.series(RpcLabels(kind, service, name, transport))
 
     @contextlib.contextmanager
-    def track(self, method: str, request_id: str) -> typing.Iterator[Call]:
-        """Count a call while it runs (the transport reports its outcome on the :class:`Call`)."""
+    def track(
+        self,
+        method: str,
+        request_id: str,
+        *,
+        transport: str = "grpc",
+        carrier: typing.Mapping[str, str] | None = None,
+    ) -> typing.Iterator[Call]:
+        """Count a call while it runs (the transport reports its outcome on the :class:`Call`).
+
+        ``carrier`` holds the caller's headers or metadata (its ``traceparent``).
+        """
+        series = self._series(method, transport)
+        span = (
+            self.tracing.server_span(method, carrier or {}, transport, request_id)
+            if self.tracing is not None
+            else None
+        )
+        call = Call(method, request_id, series, span)
         self.active += 1
+        if series is not None:
+            series.started += 1
+            series.in_flight += 1
         try:
-            yield Call(method, request_id)
+            yield call
         finally:
+            if call.code is None and span is not None:
+                span.end()  # the transport never reported an outcome (a bug): do not leak the span
+            if series is not None:
+                series.in_flight -= 1
             self.active -= 1
             if self.active == 0 and self._idle is not None:
                 self._idle.set()
@@ -116,10 +249,12 @@ class CallRegistry:
         self, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
     ) -> typing.AsyncIterator[Call]:
         """A gRPC call: tracked, its request id echoed, any exception turned into its status."""
-        with self.track(method, _grpc_request_id(context)) as call:
+        metadata = _grpc_metadata(context)
+        with self.track(method, request_id_from(metadata.get(REQUEST_ID_KEY)), carrier=metadata) as call:
             context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
             try:
-                yield call
+                with call.current():
+                    yield call
             except asyncio.CancelledError:
                 call.cancelled()
                 raise

@@ -21,6 +21,8 @@ ToModel: typing.TypeAlias = typing.Callable[[proto_message.Message], pydantic.Ba
 ToProto: typing.TypeAlias = typing.Callable[[pydantic.BaseModel], proto_message.Message]
 
 _TIMESTAMP = timestamp_pb2.Timestamp.DESCRIPTOR.full_name
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_NAIVE_EPOCH = datetime.datetime(1970, 1, 1)
 
 # protobuf's descriptors come from its C (upb) or Python implementation; both have the same shape.
 Descriptor: typing.TypeAlias = typing.Any
@@ -92,7 +94,12 @@ def to_proto(
         for name in stamps:
             value = getattr(item, name)
             if value is not None:
-                getattr(message, name).FromDatetime(value)
+                # What Timestamp.FromDatetime does (naive = UTC), in C-level datetime arithmetic:
+                # 2.5 instead of 5.6 µs per item (bench/README.md, "Profile").
+                delta = value - (_EPOCH if value.tzinfo is not None else _NAIVE_EPOCH)
+                stamp = getattr(message, name)
+                stamp.seconds = delta.days * 86_400 + delta.seconds
+                stamp.nanos = delta.microseconds * 1_000
         return message
 
     return convert

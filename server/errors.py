@@ -4,7 +4,10 @@ Service errors::
 
     ServiceError
     ├── InvalidArgument   the request is wrong; carries field violations (google.rpc.BadRequest)
-    └── NotFound          the thing asked for does not exist
+    ├── NotFound          the thing asked for does not exist
+    ├── Unauthenticated   no credentials (no bearer token)          (server.auth)
+    ├── PermissionDenied  credentials, but not valid ones            (server.auth)
+    └── SlowConsumer      the client took no item for too long       (server.binding)
 
 Mapping (:func:`status_for`), the same for the gRPC and the HTTP edge (:attr:`Status.http_status`):
 
@@ -13,6 +16,8 @@ exception                                              status
 =====================================================  =====================
 ``pydantic.ValidationError``, :class:`InvalidArgument`  INVALID_ARGUMENT + BadRequest
 :class:`NotFound`                                      NOT_FOUND
+:class:`Unauthenticated` / :class:`PermissionDenied`   UNAUTHENTICATED / PERMISSION_DENIED
+:class:`SlowConsumer`                                  RESOURCE_EXHAUSTED
 ``mediator.exceptions.HandlerNotFound``                UNIMPLEMENTED
 ``mediator.exceptions.BrokerUnavailable`` (or as the   UNAVAILABLE
 cause of an ``EventHandlerError``)
@@ -33,7 +38,17 @@ from google.rpc import error_details_pb2, status_pb2
 
 from mediator.exceptions import BrokerUnavailable, EventHandlingError, HandlerNotFound
 
-__all__ = ["FieldViolation", "InvalidArgument", "NotFound", "ServiceError", "Status", "status_for"]
+__all__ = [
+    "FieldViolation",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ServiceError",
+    "SlowConsumer",
+    "Status",
+    "Unauthenticated",
+    "status_for",
+]
 
 
 class ServiceError(Exception):
@@ -58,6 +73,18 @@ class InvalidArgument(ServiceError):
 
 class NotFound(ServiceError):
     """The requested entity does not exist."""
+
+
+class Unauthenticated(ServiceError):
+    """The call carries no credentials where they are required."""
+
+
+class PermissionDenied(ServiceError):
+    """The call's credentials are not accepted."""
+
+
+class SlowConsumer(ServiceError):
+    """The client accepted no item for longer than the stream's stall timeout."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +179,12 @@ def status_for(error: Exception, request_id: str) -> Status:
         return _invalid(error.violations)
     if isinstance(error, NotFound):
         return Status(grpc.StatusCode.NOT_FOUND, str(error))
+    if isinstance(error, Unauthenticated):
+        return Status(grpc.StatusCode.UNAUTHENTICATED, str(error))
+    if isinstance(error, PermissionDenied):
+        return Status(grpc.StatusCode.PERMISSION_DENIED, str(error))
+    if isinstance(error, SlowConsumer):
+        return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
     if isinstance(error, HandlerNotFound):
         return Status(grpc.StatusCode.UNIMPLEMENTED, "this method has no handler")
     unavailable = _broker_unavailable(error)

@@ -13,6 +13,9 @@ import pydantic_settings
 
 from mediator import EventDelivery
 from server.brokers import check_broker_spec
+from server.limits import LimitSettings
+from server.tls import TlsSettings
+from server.tracing import TracingSettings
 
 __all__ = ["DEMO_STORAGE", "ServiceSettings", "Settings", "load_settings"]
 
@@ -57,11 +60,25 @@ class Settings(pydantic_settings.BaseSettings):
     )
     orders: ServiceSettings = ServiceSettings()
     files: ServiceSettings = ServiceSettings()
+    tls: TlsSettings = TlsSettings()
+    auth_token: pydantic.SecretStr | None = pydantic.Field(
+        None, description="set: every call needs 'authorization: Bearer <token>' (server.auth)"
+    )
+    reflection: bool = pydantic.Field(True, description="serve gRPC server reflection")
+    limits: LimitSettings = LimitSettings()
+    metrics: bool = pydantic.Field(True, description="collect Prometheus metrics (server.metrics)")
+    metrics_address: str = pydantic.Field(
+        "", description="HOST:PORT serving /metrics on its own; empty: /metrics on the HTTP edge only"
+    )
+    tracing: TracingSettings = TracingSettings()
+    log_format: typing.Literal["auto", "json", "text"] = pydantic.Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise"
+    )
 
-    @pydantic.field_validator("address", "http_address")
+    @pydantic.field_validator("address", "http_address", "metrics_address")
     @classmethod
     def _host_and_port(cls, address: str, info: pydantic.ValidationInfo) -> str:
-        if not address and info.field_name == "http_address":
+        if not address and info.field_name in ("http_address", "metrics_address"):
             return address
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.resources
 import inspect
 import json
+import time
 import typing
 
 import anyio
@@ -23,6 +24,7 @@ import fastapi
 import pydantic
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
@@ -65,8 +67,9 @@ class _MediatorEvents:
         item = self._first
         try:
             while item is not _END:
+                since = time.monotonic()
                 yield ServerSentEvent(event="progress", id=str(call.items), data=item.model_dump_json())
-                call.items += 1
+                call.sent(since)
                 item = await anext(self._stream, _END)
         except Exception as error:  # after the first item: reported in the stream, then it ends
             status = call.failed(error)
@@ -141,13 +144,15 @@ def _stream_endpoint(route: HttpRoute, calls: CallRegistry, ping: float) -> typi
 
     async def endpoint(http_request: fastapi.Request, **values: typing.Any) -> fastapi.Response:
         request_id = request_id_from(http_request.headers.get(REQUEST_ID_KEY))
-        tracker = calls.track(route.rpc.path, request_id)
+        tracker = calls.track(route.rpc.path, request_id, transport="http", carrier=http_request.headers)
         call = tracker.__enter__()
         release = typing.cast(typing.Callable[[], None], lambda: tracker.__exit__(None, None, None))
         stream: typing.AsyncGenerator[Response, None] | None = None
         try:
-            stream = mediator.stream(_request_from(route, values))
-            first = await anext(stream, _END)
+            # The stream's event-handler runs take this context (the call's span and request id).
+            with call.current():
+                stream = mediator.stream(_request_from(route, values))
+                first = await anext(stream, _END)
         except Exception as error:
             status = call.failed(error)
             await _close_quietly(stream)
@@ -161,6 +166,7 @@ def _stream_endpoint(route: HttpRoute, calls: CallRegistry, ping: float) -> typi
         return _StreamResponse(_MediatorEvents(first, stream, call, release), request_id, ping)
 
     endpoint.__signature__ = _signature(route)  # type: ignore[attr-defined]
+    endpoint.rpc_path = route.rpc.path  # type: ignore[attr-defined]  # for refusals before the endpoint
     return endpoint
 
 
@@ -175,19 +181,21 @@ def _unary_endpoint(route: HttpRoute, calls: CallRegistry) -> typing.Callable[..
 
     async def endpoint(http_request: fastapi.Request, **values: typing.Any) -> fastapi.Response:
         request_id = request_id_from(http_request.headers.get(REQUEST_ID_KEY))
-        with calls.track(route.rpc.path, request_id) as call:
+        with calls.track(route.rpc.path, request_id, transport="http", carrier=http_request.headers) as call:
             try:
-                response = await mediator.send(_request_from(route, values))
+                with call.current():
+                    response = await mediator.send(_request_from(route, values))
             except Exception as error:
                 return _error_response(call.failed(error), request_id)
             except BaseException:
                 call.cancelled()
                 raise
-            call.items = 1
+            call.sent()
             call.succeeded()
             return JSONResponse(response.model_dump(mode="json"), headers={REQUEST_ID_KEY: request_id})
 
     endpoint.__signature__ = _signature(route)  # type: ignore[attr-defined]
+    endpoint.rpc_path = route.rpc.path  # type: ignore[attr-defined]  # for refusals before the endpoint
     return endpoint
 
 
@@ -226,9 +234,14 @@ def _docs(route: HttpRoute) -> dict[str, typing.Any]:
 
 
 def create_http_app(
-    bindings: typing.Sequence[ServiceBinding], calls: CallRegistry, *, ping_seconds: float = 15.0
+    bindings: typing.Sequence[ServiceBinding],
+    calls: CallRegistry,
+    *,
+    ping_seconds: float = 15.0,
+    metrics: CollectorRegistry | None = None,
 ) -> fastapi.FastAPI:
-    """The FastAPI application serving every annotated RPC of ``bindings``, the page and the docs."""
+    """The FastAPI application serving every annotated RPC of ``bindings``, the page and the docs
+    (and ``/metrics``, Prometheus's text format, when given a ``metrics`` registry)."""
     app = fastapi.FastAPI(
         title="rill",
         description="The gRPC services' streams as Server-Sent Events (routes from google.api.http rules).",
@@ -237,7 +250,9 @@ def create_http_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: fastapi.Request, error: RequestValidationError) -> JSONResponse:
         request_id = request_id_from(request.headers.get(REQUEST_ID_KEY))
-        with calls.track(request.url.path, request_id) as call:
+        # Counted and traced under its RPC's name, as the same refusal over gRPC is.
+        method = getattr(getattr(request.scope.get("route"), "endpoint", None), "rpc_path", request.url.path)
+        with calls.track(method, request_id, transport="http", carrier=request.headers) as call:
             return _error_response(call.failed(InvalidArgument(_violations_of(error))), request_id)
 
     for binding in bindings:
@@ -261,5 +276,13 @@ def create_http_app(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
+
+    if metrics is not None:
+        registry = metrics
+
+        @app.get("/metrics", include_in_schema=False)
+        async def scrape() -> fastapi.Response:
+            # On the loop that updates the series: a scrape sees every call's state at one instant.
+            return fastapi.Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

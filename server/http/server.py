@@ -26,12 +26,15 @@ class _EmbeddedServer(uvicorn.Server):
 class HttpServer:
     """Serves an ASGI app on ``address`` (bound when constructed, so port 0 is resolved at once)."""
 
-    def __init__(self, app: typing.Any, address: str) -> None:
+    def __init__(self, app: typing.Any, address: str, **uvicorn_options: typing.Any) -> None:
+        """``uvicorn_options``: more ``uvicorn.Config`` options (``ssl_certfile``, ``ssl_keyfile``, ...)."""
         host, _, port = address.rpartition(":")
         self._socket = socket.create_server((host, int(port)), reuse_port=False)
         self.port: int = self._socket.getsockname()[1]
         self.address = f"{host}:{self.port}"
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", ws="none")
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", ws="none", **uvicorn_options
+        )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
