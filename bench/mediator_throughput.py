@@ -32,14 +32,9 @@ import cProfile
 import dataclasses
 import datetime
 import gc
-import importlib.metadata
 import logging
-import os
-import pathlib
-import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -51,6 +46,7 @@ from cqrs.bootstrap import requests as cqrs_bootstrap
 from cqrs.message_brokers import devnull as cqrs_devnull
 
 import mediator
+from bench._common import Noise, environment
 from mediator import bootstrap as our_bootstrap
 from mediator.message_brokers import devnull as our_devnull
 
@@ -330,39 +326,6 @@ async def _measure(cases: list[Case], rounds: int) -> None:
         print(f"  round {round_ + 1}/{rounds} done", file=sys.stderr, flush=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class _CpuSnapshot:
-    """Machine-wide busy and steal CPU seconds (from /proc/stat), this process's CPU time, wall time."""
-
-    busy: float
-    steal: float
-    own: float
-    wall: float
-
-    @classmethod
-    def take(cls) -> "_CpuSnapshot | None":
-        try:
-            with open("/proc/stat") as stat:
-                fields = [int(value) for value in stat.readline().split()[1:9]]
-        except (OSError, ValueError):
-            return None
-        tick = os.sysconf("SC_CLK_TCK")
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-        busy = user + nice + system + irq + softirq
-        return cls(busy / tick, steal / tick, time.process_time(), time.perf_counter())
-
-    def others_since(self, start: "_CpuSnapshot") -> str:
-        """How busy the rest of the machine was between ``start`` and this snapshot."""
-        wall = self.wall - start.wall
-        cpus = os.cpu_count() or 1
-        others = max(self.busy - start.busy - (self.own - start.own), 0.0)
-        steal = self.steal - start.steal
-        return (
-            f"other processes used {others / wall:.2f} of the {cpus} CPUs on average, "
-            f"hypervisor steal {steal / wall:.2f} CPU"
-        )
-
-
 async def _run(cases: list[Case], check_items: int, rounds: int) -> tuple[dict[str, float], float, str]:
     """Check and warm up, then measure, in one event loop (the mediators are built once, outside it).
 
@@ -370,13 +333,11 @@ async def _run(cases: list[Case], check_items: int, rounds: int) -> tuple[dict[s
     rest of the machine was meanwhile ("" where /proc/stat cannot be read).
     """
     records = await _sanity_check(cases, check_items)
-    before = _CpuSnapshot.take()
     started = time.perf_counter()
-    await _measure(cases, rounds)
+    with Noise(lambda: ()) as noise:
+        await _measure(cases, rounds)
     took = time.perf_counter() - started
-    after = _CpuSnapshot.take()
-    noise = after.others_since(before) if before is not None and after is not None else ""
-    return records, took, noise
+    return records, took, noise.line.removeprefix("noise:    while measuring, ")
 
 
 def _ratio(numerator: Case, denominator: Case) -> float:
@@ -386,45 +347,14 @@ def _ratio(numerator: Case, denominator: Case) -> float:
 
 
 # -- reporting ------------------------------------------------------------------------------------
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed (source tree)"
-
-
-def _source() -> str:
-    """Which mediator/ was measured: its folder, git commit and whether it has uncommitted changes."""
-    root = pathlib.Path(mediator.__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--", "mediator")
-    except (OSError, subprocess.SubprocessError):
-        return f"mediator/ in {root} (not a git checkout)"
-    return f"mediator/ in {root} at {commit}{' + uncommitted changes' if changed else ''}"
-
-
 def _environment() -> list[str]:
     loop = asyncio.new_event_loop()
     loop.close()
     event_path = (
         "eager tasks (Python >= 3.12)" if sys.version_info >= (3, 12) else "plain tasks (Python 3.11)"
     )
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    packages = ", ".join(
-        f"{name} {_version(name)}" for name in ("rill", "pydantic", "pydantic-core", "di", "python-cqrs")
-    )
     return [
-        f"machine:  {os.cpu_count()} CPUs (nproc {usable}), {platform.platform()}",
-        f"python:   {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
-        f"packages: {packages}",
-        f"source:   {_source()}",
+        *environment(("rill", "pydantic", "pydantic-core", "di", "python-cqrs")),
         f"loop:     asyncio {type(loop).__name__}; our event path: {event_path}",
     ]
 
