@@ -16,7 +16,7 @@ import sys
 import time
 import typing
 
-from mediator._handlers import EventHandler
+from mediator._handlers import EventHandler, take_events
 from mediator._limiter import ConcurrencyLimiter, Ticket
 from mediator._maps import EventMap
 from mediator._messages import Event, NotificationEvent
@@ -37,10 +37,6 @@ logger = logging.getLogger("mediator")
 _now = time.perf_counter
 
 Emitted: typing.TypeAlias = typing.Sequence[Event]
-
-
-class _TimedOut(Exception):
-    """Raised inside a run when the mediator's own timeout (not the handler's) expired."""
 
 
 if sys.version_info >= (3, 12):
@@ -152,7 +148,7 @@ class EventDispatcher:
         seconds = self.event_handler_timeout
         if seconds is None:
             return target
-        run = target.run
+        run, name = target.run, target.name
 
         async def bounded(event: Event) -> Emitted:
             # asyncio.timeout turns its own cancellation into a TimeoutError raised by the `async with`
@@ -163,7 +159,7 @@ class EventDispatcher:
                     return await run(event)
             except TimeoutError:
                 if deadline.expired():
-                    raise _TimedOut from None
+                    raise EventHandlerTimeout(event, name, seconds) from None
                 raise
 
         return _Target(target.name, bounded)
@@ -171,10 +167,7 @@ class EventDispatcher:
 
 async def _handle(handler: EventHandler[typing.Any], event: Event) -> Emitted:
     await handler.handle(event)
-    emitted = handler.events
-    if emitted:
-        handler.clear_events()
-    return emitted
+    return take_events(handler)
 
 
 class EventBatch:
@@ -296,13 +289,7 @@ class EventBatch:
     async def _run_in_scope(self, event: Event, target: _Target, item: int | None) -> Emitted:
         assert self.observer is not None
         with self.observer.event_handler_scope(event, target.name, item):
-            try:
-                return await target.run(event)
-            except _TimedOut:
-                # Raised as what it is, so that the scope (a span) records a meaningful error.
-                raise EventHandlerTimeout(
-                    event, target.name, self.dispatcher.event_handler_timeout or 0.0
-                ) from None
+            return await target.run(event)
 
     def _failed(self, failure: Exception, event: Event, name: str) -> tuple[Outcome, BaseException]:
         """Record a run's failure; its outcome and the error the observer is told about."""
@@ -315,8 +302,6 @@ class EventBatch:
     def _wrap(self, error: Exception, event: Event, name: str) -> EventHandlingError:
         if isinstance(error, EventHandlerTimeout):
             return error
-        if isinstance(error, _TimedOut):
-            return EventHandlerTimeout(event, name, self.dispatcher.event_handler_timeout or 0.0)
         wrapped = EventHandlerError(event, name, f"{type(error).__name__}: {error}")
         wrapped.__cause__ = error
         return wrapped

@@ -11,7 +11,7 @@ import typing
 
 from mediator._messages import Event, Request, Response
 
-__all__ = ["EventHandler", "RequestHandler", "StreamingRequestHandler"]
+__all__ = ["EventHandler", "RequestHandler", "StreamingRequestHandler", "take_events"]
 
 ReqT = typing.TypeVar("ReqT", bound=Request, contravariant=True)
 ResT = typing.TypeVar("ResT", bound=Response | None, covariant=True)
@@ -33,6 +33,18 @@ class _EmitsEvents:
         pending: list[Event] | None = self.__dict__.get("_events")
         if pending:
             pending.clear()
+
+
+def take_events(handler: _EmitsEvents) -> typing.Sequence[Event]:
+    """The events ``handler`` has emitted since last asked, cleared from it (the spec's protocol).
+
+    ``clear_events()`` is called only when there were events: the spec's handlers copy their list
+    in ``events``, and most items and event handlers emit nothing.
+    """
+    emitted = handler.events
+    if emitted:
+        handler.clear_events()
+    return emitted
 
 
 class RequestHandler(_EmitsEvents, abc.ABC, typing.Generic[ReqT, ResT]):

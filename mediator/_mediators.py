@@ -35,7 +35,7 @@ import time
 import typing
 
 from mediator._dispatch import EventBatch, EventDispatcher
-from mediator._handlers import RequestHandler, StreamingRequestHandler
+from mediator._handlers import RequestHandler, StreamingRequestHandler, take_events
 from mediator._maps import EventMap, RequestMap
 from mediator._messages import Request, Response
 from mediator.container import Resolver
@@ -227,10 +227,8 @@ class StreamingRequestMediator(_Mediator):
                     # A failure known before this item's events are taken (overlapped: one of an
                     # earlier item's; strict: one left by an earlier wait) ends the stream here.
                     await batch.wait()
-                # The spec's handlers copy their event list in `events`: read it once per item.
-                emitted = handler.events
+                emitted = take_events(handler)
                 if emitted:
-                    handler.clear_events()
                     batch.submit(emitted, 0, index)
                     if strict and (batch.running or batch.failures):
                         if observer is None:
@@ -264,11 +262,8 @@ async def _timed_wait(batch: EventBatch, observer: MediatorObserver, request_typ
         observer.strict_waited(request_type, time.perf_counter() - started)
 
 
-def _take_events(handler: _Handler, batch: EventBatch) -> bool:
-    """Move the handler's pending events into ``batch``; whether there were any."""
-    emitted = handler.events
+def _take_events(handler: _Handler, batch: EventBatch) -> None:
+    """Move the handler's pending events into ``batch``."""
+    emitted = take_events(handler)
     if emitted:
-        handler.clear_events()
         batch.submit(emitted)
-        return True
-    return False
