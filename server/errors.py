@@ -148,10 +148,24 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 
 def violations_of(error: pydantic.ValidationError) -> tuple[FieldViolation, ...]:
-    return tuple(
-        FieldViolation(_field_path(tuple(detail["loc"])) or "request", detail["msg"])
-        for detail in error.errors()
-    )
+    return violations_from(error.errors())
+
+
+def violations_from(
+    details: typing.Iterable[typing.Mapping[str, typing.Any]], *, skip: int = 0
+) -> tuple[FieldViolation, ...]:
+    """Field violations from pydantic-style error details (``loc``, ``msg``, ``type``).
+
+    ``skip`` drops leading location parts that are not fields (FastAPI's ``body``/``query``/``path``).
+    """
+    violations = []
+    for detail in details:
+        if detail.get("type") == "json_invalid":
+            violations.append(FieldViolation("request", f"not valid JSON: {detail.get('msg', '')}"))
+            continue
+        field = _field_path(tuple(detail.get("loc", ()))[skip:]) or "request"
+        violations.append(FieldViolation(field, str(detail.get("msg", "invalid"))))
+    return tuple(violations)
 
 
 def _broker_unavailable(error: BaseException) -> BrokerUnavailable | None:

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from mediator import Request, RequestMediator, Response, StreamingRequestMediator
 from server.binding import ServiceBinding
 from server.calls import REQUEST_ID_KEY, Call, CallRegistry, request_id_from
-from server.errors import FieldViolation, InvalidArgument, Status
+from server.errors import InvalidArgument, Status, violations_from
 from server.http.routes import HttpRoute, routes_of
 
 __all__ = ["create_http_app"]
@@ -199,20 +199,6 @@ def _unary_endpoint(route: HttpRoute, calls: CallRegistry) -> typing.Callable[..
     return endpoint
 
 
-def _violations_of(error: RequestValidationError) -> list[FieldViolation]:
-    violations = []
-    for detail in error.errors():
-        location = tuple(detail.get("loc", ()))[1:]  # drop "body" / "query" / "path"
-        if detail.get("type") == "json_invalid":
-            violations.append(FieldViolation("request", f"not valid JSON: {detail.get('msg', '')}"))
-            continue
-        field = ""
-        for part in location:
-            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-        violations.append(FieldViolation(field or "request", str(detail.get("msg", "invalid"))))
-    return violations
-
-
 def _docs(route: HttpRoute) -> dict[str, typing.Any]:
     method = route.rpc.method
     response = route.rpc.rpc.response
@@ -253,7 +239,8 @@ def create_http_app(
         # Counted and traced under its RPC's name, as the same refusal over gRPC is.
         method = getattr(getattr(request.scope.get("route"), "endpoint", None), "rpc_path", request.url.path)
         with calls.track(method, request_id, transport="http", carrier=request.headers) as call:
-            return _error_response(call.failed(InvalidArgument(_violations_of(error))), request_id)
+            refused = InvalidArgument(violations_from(error.errors(), skip=1))  # skip "body"/"query"/"path"
+            return _error_response(call.failed(refused), request_id)
 
     for binding in bindings:
         for route in routes_of(binding):
