@@ -2,8 +2,10 @@
 
 Same servers as ``grpc_throughput`` (one process each). Each call asks for ``--items`` items (default
 10) on a warm channel; the clock stops at the first item, then the rest is read. Calls go to the
-servers in turn (call i to every server before call i+1), so machine noise hits them alike; the table
-shows the median and p90 over ``--calls`` calls (default 200) and the median of per-call-index ratios.
+servers in turn (call i to every server before call i+1, the order rotating), so machine noise hits
+them alike. ``--rounds`` rounds (default 5) of ``--calls`` calls (default 200) per server: "x raw" is
+the median over rounds of (this server's median / raw's median) in that round; the median and p90
+columns are over every call. One round's ratio moves by +-5 % on this machine, hence the rounds.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ TARGET = 1.1  # ours: at most this many times raw's median time to first message
 
 
 async def measure(
-    servers: dict[str, _common.ServerProcess], calls: int, items: int
-) -> dict[str, list[float]]:
+    servers: dict[str, _common.ServerProcess], calls: int, items: int, rounds: int = 1
+) -> list[dict[str, list[float]]]:
+    """Seconds to the first item of every call, per round and server."""
     channels = {key: grpc.aio.insecure_channel(server.address) for key, server in servers.items()}
     try:
         methods = {key: grpc_throughput.stream_method(channel) for key, channel in channels.items()}
@@ -29,21 +32,24 @@ async def measure(
         for method in methods.values():  # connect and warm up
             for _ in range(20):
                 await grpc_throughput.read_all(method, body)
-        seconds: dict[str, list[float]] = {key: [] for key in methods}
         keys = list(methods)
-        for index in range(calls):
-            shift = index % len(keys)
-            for key in keys[shift:] + keys[:shift]:
-                started = time.perf_counter()
-                call = methods[key](body)
-                first = await call.read()
-                seconds[key].append(time.perf_counter() - started)
-                assert first is not grpc.aio.EOF
-                count = 1
-                while await call.read() is not grpc.aio.EOF:
-                    count += 1
-                assert count == items, (key, count)
-        return seconds
+        measured: list[dict[str, list[float]]] = []
+        for _ in range(rounds):
+            seconds: dict[str, list[float]] = {key: [] for key in methods}
+            for index in range(calls):
+                shift = index % len(keys)
+                for key in keys[shift:] + keys[:shift]:
+                    started = time.perf_counter()
+                    call = methods[key](body)
+                    first = await call.read()
+                    seconds[key].append(time.perf_counter() - started)
+                    assert first is not grpc.aio.EOF
+                    count = 1
+                    while await call.read() is not grpc.aio.EOF:
+                        count += 1
+                    assert count == items, (key, count)
+            measured.append(seconds)
+        return measured
     finally:
         for channel in channels.values():
             await channel.close()
@@ -53,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.first_message", description=(__doc__ or "").strip().splitlines()[0]
     )
-    parser.add_argument("--calls", type=int, default=200, help="calls per server (default 200)")
+    parser.add_argument("--calls", type=int, default=200, help="calls per server and round (default 200)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--items", type=int, default=10, help="items per call (default 10)")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="servers' loop")
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
@@ -71,24 +78,34 @@ def main(argv: list[str] | None = None) -> int:
         _common.servers({key: path.args for key, path in paths.items()}) as servers,
         _common.Noise(lambda: [server.pid for server in servers.values()]) as noise,
     ):
-        seconds = _common.run(measure(servers, options.calls, options.items))
-    print(f"runs:     {options.calls} calls per server of {options.items} items, interleaved")
+        measured = _common.run(measure(servers, options.calls, options.items, options.rounds))
+    print(
+        f"runs:     {options.rounds} rounds of {options.calls} calls per server of {options.items} items, "
+        "interleaved"
+    )
     print(noise.line)
     print()
-    raw = seconds["raw"]
-    rows = [
-        (
-            paths[key].label,
-            f"{_common.median(values) * 1e3:.2f}",
-            f"{_common.percentile(values, 0.9) * 1e3:.2f}",
-            "1.00" if key == "raw" else f"{_common.median(values) / _common.median(raw):.2f}",
+
+    def ratios(key: str) -> list[float]:
+        return [_common.median(round_[key]) / _common.median(round_["raw"]) for round_ in measured]
+
+    rows = []
+    for key in paths:
+        every = [value for round_ in measured for value in round_[key]]
+        per_round = ratios(key)
+        rows.append(
+            (
+                paths[key].label,
+                f"{_common.median(every) * 1e3:.3f}",
+                f"{_common.percentile(every, 0.9) * 1e3:.3f}",
+                f"{_common.median(per_round):.3f}",
+                f"{min(per_round):.2f}-{max(per_round):.2f}",
+            )
         )
-        for key, values in seconds.items()
-    ]
-    print(_common.table(("path", "median ms", "p90 ms", "x raw (medians)"), rows))
+    print(_common.table(("path", "median ms", "p90 ms", "x raw", "rounds min-max"), rows))
     print()
-    ratio = _common.median(seconds["ours-0"]) / _common.median(raw)
-    ratio2 = _common.median(seconds["ours-2"]) / _common.median(raw)
+    ratio = _common.median(ratios("ours-0"))
+    ratio2 = _common.median(ratios("ours-2"))
     lines = [
         _common.target_line(
             f"ours, 0 events: {ratio:.2f}x raw time to first message (target <= {TARGET}x)",

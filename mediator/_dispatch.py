@@ -130,13 +130,18 @@ class EventDispatcher:
             resolve = self.resolver.resolve
 
             async def run_resolved(event: Event) -> Emitted:
-                return await _handle(await resolve(handler_type), event)
+                handler = await resolve(handler_type)
+                await handler.handle(event)
+                return take_events(handler)
 
             return run_resolved
         build = plan[0]
 
         async def run_built(event: Event) -> Emitted:
-            return await _handle(build(), event)
+            # One coroutine per run, not a shared helper's second one: this runs for every event.
+            handler = build()
+            await handler.handle(event)
+            return take_events(handler)
 
         return run_built
 
@@ -163,11 +168,6 @@ class EventDispatcher:
                 raise
 
         return _Target(target.name, bounded)
-
-
-async def _handle(handler: EventHandler[typing.Any], event: Event) -> Emitted:
-    await handler.handle(event)
-    return take_events(handler)
 
 
 class EventBatch:

@@ -215,7 +215,11 @@ class StreamingRequestMediator(_Mediator):
         *,
         strict: bool,
     ) -> typing.AsyncGenerator[typing.Any, None]:
-        handler = await self._resolver.resolve(handler_type)
+        plan = self._resolver.builder(handler_type)
+        if plan is not None and not plan[1]:
+            handler = plan[0]()  # built by a plain call: no coroutine per stream
+        else:
+            handler = await self._resolver.resolve(handler_type)
         observer = self.observer
         batch = EventBatch(self._dispatcher, observer)
         items = typing.cast(typing.AsyncGenerator[typing.Any, None], handler.handle(request))
@@ -227,8 +231,9 @@ class StreamingRequestMediator(_Mediator):
                     # A failure known before this item's events are taken (overlapped: one of an
                     # earlier item's; strict: one left by an earlier wait) ends the stream here.
                     await batch.wait()
-                emitted = take_events(handler)
+                emitted = handler.events  # take_events(), inlined: this runs for every item
                 if emitted:
+                    handler.clear_events()
                     batch.submit(emitted, 0, index)
                     if strict and (batch.running or batch.failures):
                         if observer is None:
@@ -244,7 +249,8 @@ class StreamingRequestMediator(_Mediator):
                         await batch.wait()
                     await batch.wait_started()
             _take_events(handler, batch)
-            await batch.wait()
+            if batch.running or batch.queued or batch.failures:
+                await batch.wait()
             finished = True
         finally:
             if not finished:

@@ -78,7 +78,7 @@ class Resolver:
         if factory is None:
             return typing.cast(T, await self._slow(type_))
         instance = factory()
-        if inspect.isawaitable(instance):
+        if self._may_await and inspect.isawaitable(instance):
             instance = await instance
         return typing.cast(T, instance)
 

@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import random
 import time
+import types
 import typing
-import uuid
 
 import grpc
 from grpc_status import rpc_status
@@ -28,14 +29,20 @@ from server.errors import Status, status_for
 from server.metrics import CallSeries, Metrics, RpcLabels
 from server.tracing import Tracing, trace_id_of
 
-__all__ = ["CURRENT_CALL", "REQUEST_ID_KEY", "Call", "CallRegistry", "request_id_from"]
+__all__ = ["CURRENT_CALL", "REQUEST_ID_KEY", "Call", "CallRegistry", "GrpcCallScope", "request_id_from"]
 
 CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar("rill_call", default=None)
 """The call being served (in its handler and in the event-handler runs it started): for the logs."""
 
 logger = logging.getLogger("server.calls")
 
+_CurrentTokens: typing.TypeAlias = (
+    "tuple[contextvars.Token[Call | None], contextvars.Token[otel_context.Context] | None]"
+)
+
 REQUEST_ID_KEY = "x-request-id"
+
+_random_bits = random.getrandbits
 
 
 class Call:
@@ -83,16 +90,25 @@ class Call:
     def current(self) -> typing.Iterator[None]:
         """Make this call (and its span) current: what runs inside, event-handler runs included,
         logs with its request id and trace id, and traces as its children."""
-        call_token = CURRENT_CALL.set(self)
-        span_token = (
-            otel_context.attach(trace.set_span_in_context(self.span)) if self.span is not None else None
-        )
+        tokens = self.enter()
         try:
             yield
         finally:
-            if span_token is not None:
-                otel_context.detach(span_token)
-            CURRENT_CALL.reset(call_token)
+            self.leave(tokens)
+
+    def enter(self) -> _CurrentTokens:
+        """:meth:`current` without a context manager, for the per-call hot path; undo with :meth:`leave`."""
+        call_token = CURRENT_CALL.set(self)
+        if self.span is None:
+            return call_token, None
+        return call_token, otel_context.attach(trace.set_span_in_context(self.span))
+
+    @staticmethod
+    def leave(tokens: _CurrentTokens) -> None:
+        call_token, span_token = tokens
+        if span_token is not None:
+            otel_context.detach(span_token)
+        CURRENT_CALL.reset(call_token)
 
     def _log_fields(self, code: grpc.StatusCode) -> dict[str, typing.Any]:
         return {
@@ -121,7 +137,7 @@ class Call:
 
     def cancelled(self) -> None:
         # The client went away, its deadline passed, or the server stopped: nobody hears a status.
-        if not self._end(grpc.StatusCode.CANCELLED):
+        if not self._end(grpc.StatusCode.CANCELLED) or not logger.isEnabledFor(logging.INFO):
             return
         logger.info(
             "%s cancelled after %d items, %.3f s (request id %s)",
@@ -138,6 +154,8 @@ class Call:
         if not self._end(status.code, None if status.expected else error):
             return status
         if status.expected:
+            if not logger.isEnabledFor(logging.INFO):
+                return status
             logger.info(
                 "%s %s after %d items: %s (request id %s)",
                 self.method,
@@ -159,7 +177,8 @@ class Call:
         return status
 
     def succeeded(self) -> None:
-        if not self._end(grpc.StatusCode.OK):
+        # The level is checked first: building the log fields costs more than the rest of this.
+        if not self._end(grpc.StatusCode.OK) or not logger.isEnabledFor(logging.INFO):
             return
         logger.info(
             "%s OK, %d items, %.3f s (request id %s)",
@@ -175,11 +194,13 @@ def request_id_from(value: str | None) -> str:
     """The caller's request id if it is a sensible one, else a new one."""
     if value and len(value) <= 128 and value.isprintable():
         return value
-    return uuid.uuid4().hex
+    # A correlation id, not a secret: 128 bits from the process's PRNG, as long as a uuid4's hex,
+    # without the getrandom() system call per call that uuid4 and secrets make.
+    return _random_bits(128).to_bytes(16).hex()
 
 
-def _grpc_metadata(context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> dict[str, str]:
-    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+def _grpc_metadata(metadata: typing.Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
+    return {key: value for key, value in metadata if isinstance(value, str)}
 
 
 class CallRegistry:
@@ -209,20 +230,17 @@ class CallRegistry:
         kind = self.kinds.get(method, "unknown")
         return self.metrics.series(RpcLabels(kind, service, name, transport))
 
-    @contextlib.contextmanager
-    def track(
+    def begin(
         self,
         method: str,
         request_id: str,
         *,
         transport: str = "grpc",
         carrier: typing.Mapping[str, str] | None = None,
-    ) -> typing.Iterator[Call]:
-        """Count a call while it runs (the transport reports its outcome on the :class:`Call`).
-
-        ``carrier`` holds the caller's headers or metadata (its ``traceparent``).
-        """
-        series = self._series(method, transport)
+    ) -> Call:
+        """Count a call from now until :meth:`finish` (the transport reports its outcome on the
+        :class:`Call`). ``carrier`` holds the caller's headers or metadata (its ``traceparent``)."""
+        series = self._series(method, transport) if self.metrics is not None else None
         span = (
             self.tracing.server_span(method, carrier or {}, transport, request_id)
             if self.tracing is not None
@@ -233,40 +251,39 @@ class CallRegistry:
         if series is not None:
             series.started += 1
             series.in_flight += 1
+        return call
+
+    def finish(self, call: Call) -> None:
+        if call.code is None and call.span is not None:
+            call.span.end()  # the transport never reported an outcome (a bug): do not leak the span
+        if call.series is not None:
+            call.series.in_flight -= 1
+        self.active -= 1
+        if self.active == 0 and self._idle is not None:
+            self._idle.set()
+
+    @contextlib.contextmanager
+    def track(
+        self,
+        method: str,
+        request_id: str,
+        *,
+        transport: str = "grpc",
+        carrier: typing.Mapping[str, str] | None = None,
+    ) -> typing.Iterator[Call]:
+        """:meth:`begin` and :meth:`finish` around a block."""
+        call = self.begin(method, request_id, transport=transport, carrier=carrier)
         try:
             yield call
         finally:
-            if call.code is None and span is not None:
-                span.end()  # the transport never reported an outcome (a bug): do not leak the span
-            if series is not None:
-                series.in_flight -= 1
-            self.active -= 1
-            if self.active == 0 and self._idle is not None:
-                self._idle.set()
+            self.finish(call)
 
-    @contextlib.asynccontextmanager
-    async def open(
-        self, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
-    ) -> typing.AsyncIterator[Call]:
-        """A gRPC call: tracked, its request id echoed, any exception turned into its status."""
-        metadata = _grpc_metadata(context)
-        with self.track(method, request_id_from(metadata.get(REQUEST_ID_KEY)), carrier=metadata) as call:
-            context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
-            try:
-                with call.current():
-                    yield call
-            except asyncio.CancelledError:
-                call.cancelled()
-                raise
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:
-                rich = rpc_status.to_status(call.failed(error).to_rpc_status())
-                await context.abort(
-                    rich.code, rich.details, (*rich.trailing_metadata, (REQUEST_ID_KEY, call.request_id))
-                )
-            else:
-                call.succeeded()
+    def open(self, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> GrpcCallScope:
+        """A gRPC call: tracked, its request id echoed, any exception turned into its status.
+
+        ``with calls.open(path, context) as call: ...``
+        """
+        return GrpcCallScope(self, method, context)
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a cancel scope
         """Wait until no call is in flight (at most ``timeout`` s); whether that happened."""
@@ -281,3 +298,59 @@ class CallRegistry:
             return False
         finally:
             self._idle = None
+
+
+class GrpcCallScope:
+    """What :meth:`CallRegistry.open` returns: one gRPC call from its first line to its status.
+
+    A plain (synchronous) context manager, run once per call and kept lean: on the path to a
+    stream's first message its cost is paid by every call. A failure becomes the call's status
+    through ``set_code``/``set_details``/``set_trailing_metadata`` and the exception is swallowed,
+    so grpc sends that status when the handler returns (no ``await context.abort()`` needed).
+    """
+
+    __slots__ = ("_calls", "_context", "_token", "call")
+
+    def __init__(
+        self, calls: CallRegistry, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
+    ) -> None:
+        self._calls = calls
+        self._context = context
+        metadata = context.invocation_metadata() or ()
+        request_id: str | None = None
+        for key, value in metadata:
+            if key == REQUEST_ID_KEY and isinstance(value, str):
+                request_id = value
+                break
+        carrier = _grpc_metadata(metadata) if calls.tracing is not None else None
+        self.call = calls.begin(method, request_id_from(request_id), carrier=carrier)
+
+    def __enter__(self) -> Call:
+        call = self.call
+        self._context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
+        self._token = call.enter()
+        return call
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> bool:
+        call = self.call
+        try:
+            Call.leave(self._token)
+            if error is None:
+                call.succeeded()
+            elif isinstance(error, asyncio.CancelledError):
+                call.cancelled()
+            elif isinstance(error, Exception) and not isinstance(error, grpc.aio.AbortError):
+                rich = rpc_status.to_status(call.failed(error).to_rpc_status())
+                context = self._context
+                context.set_trailing_metadata((*rich.trailing_metadata, (REQUEST_ID_KEY, call.request_id)))
+                context.set_code(rich.code)
+                context.set_details(rich.details)
+                return True
+            return False
+        finally:
+            self._calls.finish(call)

@@ -55,9 +55,12 @@ DEFAULT_EXCHANGE = "rill.notifications"
 logger = logging.getLogger("mediator.rabbitmq")
 
 # What a fresh connection may cure: the network, the server going away, a channel it closed, a
-# deadline. (aiormq's AMQPConnectionError is a ConnectionError; TimeoutError is an OSError.)
+# deadline. (aiormq's AMQPConnectionError is a ConnectionError; TimeoutError is an OSError; a
+# connection closed by the peer in the middle of the AMQP handshake leaves aiormq's frame reader
+# as StopAsyncIteration.)
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
+    StopAsyncIteration,
     aio_pika.exceptions.ChannelInvalidStateError,
     aio_pika.exceptions.ChannelClosed,
 )
@@ -320,6 +323,8 @@ class RabbitMQMessageBroker:
         text = str(error)
         if isinstance(error, TimeoutError) and not text:
             text = "timed out"
+        elif isinstance(error, StopAsyncIteration):
+            return "the connection was closed during the AMQP handshake"
         described = f"{type(error).__name__}: {text}" if text else type(error).__name__
         # Error texts may quote the URL; the password never leaves this object.
         return described.replace(self._password, "******") if self._password else described
