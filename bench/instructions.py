@@ -126,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2, help="servers counted at once (default 2)")
     parser.add_argument("--only", help="comma-separated path keys (raw, ours-0, ours-2, cqrs-0, cqrs-2)")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="servers' loop")
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=0.0,
+        help="ours: the service's stall timeout (30); default 0: none",
+    )
     options = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian package valgrind): nothing counted")
@@ -133,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.items < 2 or options.calls < 1:
         parser.error("--items must be at least 2 and --calls at least 1")
     loop = grpc_throughput.server_loop(options.loop)
-    chosen = grpc_throughput.paths(options.items, options.items, loop)
+    chosen = grpc_throughput.paths(options.items, options.items, loop, options.stall_timeout)
     if options.only:
         keys = {"raw", *options.only.split(",")}
         chosen = [path for path in chosen if path.key in keys]

@@ -70,7 +70,7 @@ def to_model(descriptor: Descriptor, model: type[ModelT]) -> typing.Callable[[pr
     def convert(message: proto_message.Message) -> ModelT:
         values = {name: getattr(message, name) for name in scalars}
         for name in repeated:
-            values[name] = list(getattr(message, name))
+            values[name] = getattr(message, name)[:]  # a list; slicing is cheaper than list() on upb
         for name in stamps:
             if message.HasField(name):
                 values[name] = getattr(message, name).ToDatetime(tzinfo=datetime.UTC)
