@@ -53,15 +53,15 @@ class Handlers(containers.DeclarativeContainer):
     file_processed = providers.Factory(files.FileProcessedEventHandler, ledger=file_ledger)
 
 
-def _mediators(
+def _mediator_options(
     service: ServiceSettings,
     container: Handlers,
     broker: MessageBroker,
     commands_mapper: typing.Callable[[mediator.RequestMap], None],
     domain_events_mapper: typing.Callable[[mediator.EventMap], None],
-    observers: tuple[MediatorObserver | None, MediatorObserver | None] = (None, None),
-) -> tuple[mediator.StreamingRequestMediator, mediator.RequestMediator]:
-    common: dict[str, typing.Any] = {
+) -> dict[str, typing.Any]:
+    """What a service's mediators are built with (``mediator.bootstrap``'s arguments)."""
+    return {
         "di_container": container,
         "commands_mapper": commands_mapper,
         "domain_events_mapper": domain_events_mapper,
@@ -71,10 +71,12 @@ def _mediators(
         "event_handler_timeout": service.event_handler_timeout,
         "drain_timeout": service.drain_timeout,
     }
-    streaming = bootstrap.bootstrap_streaming(
-        **common, event_delivery=service.event_delivery, observer=observers[0]
-    )
-    return streaming, bootstrap.bootstrap(**common, observer=observers[1])
+
+
+def _streaming_mediator(
+    service: ServiceSettings, options: dict[str, typing.Any], observer: MediatorObserver | None
+) -> mediator.StreamingRequestMediator:
+    return bootstrap.bootstrap_streaming(**options, event_delivery=service.event_delivery, observer=observer)
 
 
 class RillServer:
@@ -92,22 +94,16 @@ class RillServer:
         self.tracing = tracing if tracing is not None else Tracing.from_settings(settings.tracing)
         self.calls = CallRegistry(metrics=self.metrics, tracing=self.tracing)
 
-        orders_streaming, orders_unary = _mediators(
-            settings.orders,
-            self.handlers,
-            self.broker,
-            orders.commands_mapper,
-            orders.domain_events_mapper,
-            (self._observer("orders"), self._observer("orders.unary")),
+        orders_options = _mediator_options(
+            settings.orders, self.handlers, self.broker, orders.commands_mapper, orders.domain_events_mapper
         )
-        files_streaming, _ = _mediators(
-            settings.files,
-            self.handlers,
-            self.broker,
-            files.commands_mapper,
-            files.domain_events_mapper,
-            (self._observer("files"), None),
+        orders_streaming = _streaming_mediator(settings.orders, orders_options, self._observer("orders"))
+        orders_unary = bootstrap.bootstrap(**orders_options, observer=self._observer("orders.unary"))
+        files_options = _mediator_options(
+            settings.files, self.handlers, self.broker, files.commands_mapper, files.domain_events_mapper
         )
+        # FileService has no unary RPC: it gets no RequestMediator.
+        files_streaming = _streaming_mediator(settings.files, files_options, self._observer("files"))
         self.mediators = {"orders": orders_streaming, "files": files_streaming}
         if self.metrics is not None:
             self.metrics.attach({**self.mediators, "orders.unary": orders_unary})

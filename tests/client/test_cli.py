@@ -200,6 +200,10 @@ def test_bad_usage_exits_2(args: list[str]) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_mid_stream_cancels_and_exits_130(server_process: ServerProcess) -> None:
     request_id = f"req-sigint-{uuid.uuid4().hex[:8]}"
     args = ["--request-id", request_id, "files", "process", "--json", *LONG_FILES]
@@ -207,6 +211,9 @@ def test_sigint_mid_stream_cancels_and_exits_130(server_process: ServerProcess) 
         [sys.executable, "-m", "client", "--address", server_process.address, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # As a terminal would start it: a test run started in the background (`cmd &` in a script,
+        # nohup) ignores SIGINT, children inherit that, and Python then never raises KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     ) as process:
         assert process.stdout is not None
         FileProcessedResult.model_validate_json(process.stdout.readline())
