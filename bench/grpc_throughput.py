@@ -88,6 +88,14 @@ def paths(items: int, cqrs_events_items: int, loop: str, stall_timeout: float = 
     ]
 
 
+def only(chosen: list[Path], keys: str | None) -> list[Path]:
+    """The paths named in ``--only`` (comma-separated keys), raw always included: the ratios need it."""
+    if not keys:
+        return chosen
+    wanted = {"raw", *keys.split(",")}
+    return [path for path in chosen if path.key in wanted]
+
+
 async def measure(
     chosen: list[Path], servers: dict[str, _common.ServerProcess], rounds: int, warm_up: int
 ) -> None:
@@ -177,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = paths(
         options.items, options.cqrs_events_items or max(options.items // 5, 1), loop, options.stall_timeout
     )
-    if options.only:
-        keys = {"raw", *options.only.split(",")}
-        chosen = [path for path in chosen if path.key in keys]
+    chosen = only(chosen, options.only)
     for line in _common.environment():
         print(line)
     print(

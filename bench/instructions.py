@@ -40,8 +40,8 @@ WARM_UP_CALLS = 200  # before counting: grpc's and Python's caches and lazy impo
 class Counted:
     key: str
     label: str
-    per_call: float = 0.0
-    per_item: float = 0.0
+    per_call: float
+    per_item: float
 
 
 def _control(pid: int, *args: str) -> None:
@@ -99,9 +99,8 @@ async def _measure_path(path: grpc_throughput.Path, calls: int, items: int, work
         if process.returncode is None:
             process.kill()
             await process.wait()
-    counted = Counted(path.key, path.label)
-    counted.per_call = _dumped(out, 1) / calls
-    counted.per_item = (_dumped(out, 2) / calls - counted.per_call) / (items - 1)
+    per_call = _dumped(out, 1) / calls
+    counted = Counted(path.key, path.label, per_call, (_dumped(out, 2) / calls - per_call) / (items - 1))
     print(f"  {path.key} counted", file=sys.stderr, flush=True)
     return counted
 
@@ -139,10 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.items < 2 or options.calls < 1:
         parser.error("--items must be at least 2 and --calls at least 1")
     loop = grpc_throughput.server_loop(options.loop)
-    chosen = grpc_throughput.paths(options.items, options.items, loop, options.stall_timeout)
-    if options.only:
-        keys = {"raw", *options.only.split(",")}
-        chosen = [path for path in chosen if path.key in keys]
+    chosen = grpc_throughput.only(
+        grpc_throughput.paths(options.items, options.items, loop, options.stall_timeout), options.only
+    )
     for line in _common.environment():
         print(line)
     print(f"tool:     {_valgrind_version()}; servers' loop {loop}")

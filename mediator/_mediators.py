@@ -215,11 +215,8 @@ class StreamingRequestMediator(_Mediator):
         *,
         strict: bool,
     ) -> typing.AsyncGenerator[typing.Any, None]:
-        plan = self._resolver.builder(handler_type)
-        if plan is not None and not plan[1]:
-            handler = plan[0]()  # built by a plain call: no coroutine per stream
-        else:
-            handler = await self._resolver.resolve(handler_type)
+        build = self._resolver.plain_factory(handler_type)
+        handler = build() if build is not None else await self._resolver.resolve(handler_type)
         observer = self.observer
         batch = EventBatch(self._dispatcher, observer)
         items = typing.cast(typing.AsyncGenerator[typing.Any, None], handler.handle(request))

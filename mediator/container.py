@@ -66,11 +66,11 @@ class Resolver:
             factory = self._factories[type_] = self._plan(type_)
             return factory
 
-    def builder(self, type_: type[T]) -> tuple[typing.Callable[[], T], bool] | None:
-        """``(build, may_await)`` when ``type_`` can be built by a plain call (the result is awaitable
-        only if ``may_await``); None when only :meth:`resolve` can build it. For hot paths."""
+    def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
+        """A callable that returns a ready instance of ``type_`` (nothing to await); None when only
+        :meth:`resolve` can build it. For hot paths: no coroutine per instance."""
         factory = self._factory(type_)
-        return None if factory is None else (factory, self._may_await)
+        return None if factory is None or self._may_await else factory
 
     async def resolve(self, type_: type[T]) -> T:
         """A fresh instance of ``type_``."""

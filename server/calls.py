@@ -309,24 +309,25 @@ class GrpcCallScope:
     so grpc sends that status when the handler returns (no ``await context.abort()`` needed).
     """
 
-    __slots__ = ("_calls", "_context", "_token", "call")
+    __slots__ = ("_calls", "_context", "_method", "_token", "call")
 
     def __init__(
         self, calls: CallRegistry, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
     ) -> None:
         self._calls = calls
+        self._method = method
         self._context = context
-        metadata = context.invocation_metadata() or ()
+
+    def __enter__(self) -> Call:
+        # Counted from here, so that a scope made but never entered leaves no call counted.
+        metadata = self._context.invocation_metadata() or ()
         request_id: str | None = None
         for key, value in metadata:
             if key == REQUEST_ID_KEY and isinstance(value, str):
                 request_id = value
                 break
-        carrier = _grpc_metadata(metadata) if calls.tracing is not None else None
-        self.call = calls.begin(method, request_id_from(request_id), carrier=carrier)
-
-    def __enter__(self) -> Call:
-        call = self.call
+        carrier = _grpc_metadata(metadata) if self._calls.tracing is not None else None
+        call = self.call = self._calls.begin(self._method, request_id_from(request_id), carrier=carrier)
         self._context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
         self._token = call.enter()
         return call
