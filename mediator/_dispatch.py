@@ -88,6 +88,7 @@ class EventDispatcher:
         event_handler_timeout: float | None,
         drain_timeout: float,
         max_cascade_depth: int,
+        max_concurrent_event_handlers_per_stream: int | None = None,
     ) -> None:
         if event_handler_timeout is not None and event_handler_timeout <= 0:
             raise ValueError(f"event_handler_timeout must be positive or None, not {event_handler_timeout}")
@@ -96,16 +97,36 @@ class EventDispatcher:
         self.resolver = resolver
         self.event_map = event_map
         self.broker = broker
+        # Sequential handling (the spec's concurrent_event_handle_enable=False) is one run at a time
+        # per stream; the ceiling still bounds the mediator as a whole.
         self.limiter = ConcurrencyLimiter(
-            max_concurrent_event_handlers if concurrent_event_handle_enable else 1
+            max_concurrent_event_handlers,
+            max_concurrent_event_handlers_per_stream if concurrent_event_handle_enable else 1,
         )
         self.event_handler_timeout = event_handler_timeout
         self.drain_timeout = drain_timeout
         self.max_cascade_depth = max_cascade_depth
+        self.draining: dict[EventBatch, asyncio.Task[typing.Any] | None] = {}
+        """Batches whose stream ended early and that are still finishing their runs, with the task
+        doing it (see :meth:`EventBatch.drain`)."""
+        self.events_abandoned = 0
+        """Event-handler runs given up (never started, or cancelled) by drains: each one was logged."""
         self._targets: dict[type[Event], tuple[_Target, ...]] = {}
         self._targets_version = -1
         self._handler_targets: dict[type[EventHandler[typing.Any]], _Target] = {}
         self._broker_target = self._bounded_target(_Target(type(broker).__qualname__, self._publish))
+
+    def abandon_drains(self, reason: str) -> int:
+        """Give up every drain still going: their remaining runs are cancelled or never started,
+        each logged with its event; returns how many drains there were."""
+        draining = list(self.draining.items())
+        for batch, task in draining:
+            batch.abandon_reason = reason
+            if task is not None:
+                task.cancel()  # the drain ends in its own task, where the stream's context is
+            else:
+                batch.give_up(reason)
+        return len(draining)
 
     def targets(self, event_type: type[Event]) -> tuple[_Target, ...]:
         """The handlers bound to ``event_type``, then the broker if it is a notification."""
@@ -174,6 +195,15 @@ class EventDispatcher:
         return _Target(target.name, bounded)
 
 
+def _identify(event: Event) -> str:
+    """An event as a log line names it: a notification by its id, a domain event by its fields."""
+    event_id = getattr(event, "event_id", None)
+    if event_id is not None:
+        return f"{type(event).__qualname__} {event_id}"
+    fields = repr(event)
+    return fields if len(fields) <= 300 else f"{fields[:297]}..."
+
+
 async def _handle(handler: EventHandler[typing.Any], event: Event) -> Emitted:
     await handler.handle(event)
     return take_events(handler)
@@ -198,25 +228,33 @@ class EventBatch:
 
     __slots__ = (
         "_context",
+        "_deadlines",
+        "_given_up",
         "_scoped",
         "_settled",
         "_started",
+        "abandon_reason",
         "abandoning",
         "dispatcher",
         "failures",
         "observer",
         "queued",
         "running",
+        "share",
     )
 
     def __init__(self, dispatcher: EventDispatcher, observer: MediatorObserver | None = None) -> None:
         self.dispatcher = dispatcher
+        self.share = dispatcher.limiter.share()
         self.running: dict[asyncio.Task[None], tuple[Event, _Target]] = {}
         self.queued: dict[Ticket, tuple[Event, _Target, int, int | None]] = {}
         self.failures: list[EventHandlingError] = []
         self._settled: asyncio.Future[None] | None = None
         self._started: asyncio.Future[None] | None = None
         self.abandoning = ""  # why the batch gave up on its runs, once it has
+        self.abandon_reason = ""  # why someone else (a server shutting down) ended its drain
+        self._deadlines: dict[asyncio.Task[None], float] | None = None  # while draining
+        self._given_up: set[asyncio.Task[None]] = set()  # runs cancelled by the drain's bound
         self.observer = observer
         self._context = contextvars.copy_context() if observer is not None else None
         # An observer that keeps NullObserver's scope (metrics only) saves entering one per run.
@@ -237,16 +275,18 @@ class EventBatch:
         if self.observer is not None:
             self.observer.events_emitted(events)
         dispatcher = self.dispatcher
-        limiter = dispatcher.limiter
+        share = self.share
         for event in events:
             if depth > dispatcher.max_cascade_depth:
                 self.failures.append(EventCascadeTooDeep(event, depth))
                 continue
             for target in dispatcher.targets(type(event)):
-                if limiter.try_acquire():
+                if share.try_acquire():
                     self._start(event, target, depth, item)
                 else:
-                    self.queued[limiter.enqueue(self._start_queued)] = (event, target, depth, item)
+                    # Registered before the ticket can be handed a slot (enqueue never starts one).
+                    ticket = share.enqueue(self._start_queued)
+                    self.queued[ticket] = (event, target, depth, item)
 
     def _start_queued(self, ticket: Ticket) -> None:
         self._start(*self.queued.pop(ticket))
@@ -262,6 +302,10 @@ class EventBatch:
         )
         if not task.done():
             self.running[task] = (event, target)
+            deadlines = self._deadlines
+            if deadlines is not None:  # draining: each run gets the drain's bound from its own start
+                deadlines[task] = asyncio.get_running_loop().time() + self.dispatcher.drain_timeout
+                self._wake_drain()
 
     async def _execute(self, event: Event, target: _Target, depth: int, item: int | None) -> None:
         observer = self.observer
@@ -280,7 +324,7 @@ class EventBatch:
                 emitted = await target.run(event)
         except asyncio.CancelledError:
             outcome = "cancelled"
-            if not self.abandoning:
+            if not self.abandoning and asyncio.current_task() not in self._given_up:
                 self.failures.append(EventHandlerError(event, target.name, "cancelled"))
             raise
         except Exception as failure:
@@ -296,7 +340,7 @@ class EventBatch:
             if observer is not None:
                 observer.event_handler_ended(event, target.name, outcome, _now() - started, error)
             self.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-            self.dispatcher.limiter.release()
+            self.share.release()
             if self._settled is not None or self._started is not None:
                 self._wake()
 
@@ -359,44 +403,88 @@ class EventBatch:
                 first.others = [other for other in others if isinstance(other, EventHandlerError)]
             raise first
 
-    async def drain(self) -> None:
-        """Let every run finish within the dispatcher's ``drain_timeout``, then cancel what is left.
+    def _wake_drain(self) -> None:
+        settled = self._settled
+        if settled is not None and not settled.done():
+            settled.set_result(None)  # the drain recomputes its next deadline
 
-        Used when nobody waits for the outcome any more (the consumer went away, or the request
-        failed): failures and abandoned runs are logged, never silently dropped.
+    async def drain(self) -> None:
+        """Let every run finish, then log what failed; used when nobody waits for the outcome any
+        more (the consumer went away, or the request failed).
+
+        The dispatcher's ``drain_timeout`` bounds *running* work: each run may go on for that long
+        from the start of the drain, or from its own start if it was queued for a slot. Queued runs
+        are never dropped for lack of time: they start as slots free (slots held by other streams
+        are bounded by their own drains and timeouts). A run cut short by the bound, and every run
+        given up when the drain itself is cancelled (:meth:`EventDispatcher.abandon_drains`), is
+        logged with its event, one line each, and counted: never silently dropped.
         """
-        interrupted = False
+        dispatcher = self.dispatcher
+        dispatcher.draining[self] = asyncio.current_task()
         try:
             if not self.settled:
-                self._settled = asyncio.get_running_loop().create_future()
-                try:
-                    await asyncio.wait((self._settled,), timeout=self.dispatcher.drain_timeout)
-                finally:
-                    self._settled = None
-        except BaseException:
-            interrupted = True
-            raise
+                await self._drain_bounded()
         finally:
-            # Reached on a normal drain, a drain timeout, and a cancellation of the drain itself.
+            # Reached on a normal drain and on a cancellation of the drain itself.
+            del dispatcher.draining[self]
             if not self.settled:
-                await self._abandon(
-                    "the stream's drain was interrupted"
-                    if interrupted
-                    else f"the stream's drain timeout ({self.dispatcher.drain_timeout:g} s) ran out"
-                )
+                await self._abandon(self.abandon_reason or "the stream's drain was interrupted")
             for failure in self.failures:
                 logger.error("event handling failed after the stream ended: %s", failure, exc_info=failure)
             self.failures.clear()
 
-    async def _abandon(self, reason: str) -> None:
+    async def _drain_bounded(self) -> None:
+        loop = asyncio.get_running_loop()
+        bound = self.dispatcher.drain_timeout
+        first_deadline = loop.time() + bound
+        self._deadlines = deadlines = dict.fromkeys(self.running, first_deadline)
+        try:
+            while not self.settled:
+                timeout = None  # only queued runs: they wait for a slot
+                if self.running:
+                    timeout = max(0.0, min(deadlines[task] for task in self.running) - loop.time())
+                self._settled = loop.create_future()
+                try:
+                    await asyncio.wait((self._settled,), timeout=timeout)
+                finally:
+                    self._settled = None
+                now = loop.time()
+                overdue = [task for task in self.running if deadlines[task] <= now]
+                if overdue:
+                    reason = f"it ran past the stream's drain timeout ({bound:g} s)"
+                    for task in overdue:
+                        self._given_up.add(task)
+                        event, target = self.running[task]
+                        self._report_abandoned(event, target, "was cancelled", reason)
+                        task.cancel()
+                    await asyncio.wait(overdue)
+        finally:
+            self._deadlines = None
+
+    def _report_abandoned(self, event: Event, target: _Target, what: str, reason: str) -> None:
+        self.dispatcher.events_abandoned += 1
+        logger.error(
+            "%s for %s %s: %s",
+            target.name,
+            _identify(event),
+            what,
+            reason,
+            extra={"event": type(event).__qualname__, "handler": target.name},
+        )
+
+    def give_up(self, reason: str) -> None:
+        """Stop every run now (queued ones never start, running ones are cancelled), each logged."""
         self.abandoning = reason
         for ticket, (event, target, _, _) in self.queued.items():
             ticket.cancel()
-            logger.error("%s for %s was never started: %s", target.name, type(event).__qualname__, reason)
+            self._report_abandoned(event, target, "was never started", reason)
         self.queued.clear()
-        running = dict(self.running)
-        for task, (event, target) in running.items():
+        for task, (event, target) in self.running.items():
             task.cancel()
-            logger.error("%s for %s was cancelled: %s", target.name, type(event).__qualname__, reason)
+            self._report_abandoned(event, target, "was cancelled", reason)
+
+    async def _abandon(self, reason: str) -> None:
+        running = list(self.running)
+        self.give_up(reason)
         if running:
             await asyncio.wait(running)

@@ -24,8 +24,16 @@ Guarantees for both:
   failure is raised as :class:`~mediator.exceptions.EventHandlerError` naming the event and the handler.
 - If the consumer stops early (``aclose()``, ``break`` under ``aclosing``, or its task is cancelled),
   the handler's generator is closed first (its ``finally`` runs), then the events already emitted are
-  handled to completion within ``drain_timeout`` seconds; runs still going after that are cancelled and
-  logged. No task the mediator created outlives the stream.
+  handled to completion: each run may go on for ``drain_timeout`` seconds from the start of the drain
+  (or from its own start, if it was queued for a slot); runs still going after that are cancelled,
+  each logged with its event and counted (``events_abandoned``). Queued runs are never dropped for
+  lack of time. No task the mediator created outlives the stream.
+
+Fairness: ``max_concurrent_event_handlers`` is the ceiling for all the mediator's streams together;
+one stream has at most ``max_concurrent_event_handlers_per_stream`` runs going at once (the ceiling
+unless set, as in the spec; 1 with ``concurrent_event_handle_enable=False``), and slots that free go
+to the streams that wait in turn. Set it below the ceiling (the service's default is half) and one
+stream's slow or hanging handlers never hold every slot.
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ class _Mediator:
         message_broker: MessageBroker | None = None,
         *,
         max_concurrent_event_handlers: int = 10,
+        max_concurrent_event_handlers_per_stream: int | None = None,
         concurrent_event_handle_enable: bool = True,
         event_handler_timeout: float | None = None,
         drain_timeout: float = 10.0,
@@ -82,6 +91,7 @@ class _Mediator:
             event_map=event_map if event_map is not None else EventMap(),
             broker=message_broker if message_broker is not None else DevnullMessageBroker(),
             max_concurrent_event_handlers=max_concurrent_event_handlers,
+            max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
             concurrent_event_handle_enable=concurrent_event_handle_enable,
             event_handler_timeout=event_handler_timeout,
             drain_timeout=drain_timeout,
@@ -90,8 +100,30 @@ class _Mediator:
 
     @property
     def max_concurrent_event_handlers(self) -> int:
-        """The bound actually applied (1 when concurrent event handling is disabled)."""
+        """The ceiling: event-handler runs of all this mediator's streams at once."""
         return self._dispatcher.limiter.limit
+
+    @property
+    def max_concurrent_event_handlers_per_stream(self) -> int:
+        """The most runs one stream (or request) may have at once (1 when concurrent event handling
+        is disabled; the ceiling unless set)."""
+        return self._dispatcher.limiter.per_share
+
+    @property
+    def events_abandoned(self) -> int:
+        """Event-handler runs that drains gave up (each was logged with its event)."""
+        return self._dispatcher.events_abandoned
+
+    @property
+    def draining(self) -> int:
+        """Streams (or requests) that ended early and are still finishing their events."""
+        return len(self._dispatcher.draining)
+
+    def abandon_drains(self, reason: str) -> int:
+        """End every drain still going (a server that cannot wait any longer): their remaining runs
+        are cancelled or never started, each logged with its event id and counted. Returns how many
+        drains were ended; each ends in its own task, once that task runs."""
+        return self._dispatcher.abandon_drains(reason)
 
     @property
     def event_handlers_running(self) -> int:
@@ -121,6 +153,7 @@ class RequestMediator(_Mediator):
         message_broker: MessageBroker | None = None,
         *,
         max_concurrent_event_handlers: int = 1,
+        max_concurrent_event_handlers_per_stream: int | None = None,
         concurrent_event_handle_enable: bool = False,
         event_handler_timeout: float | None = None,
         drain_timeout: float = 10.0,
@@ -133,6 +166,7 @@ class RequestMediator(_Mediator):
             container,
             message_broker,
             max_concurrent_event_handlers=max_concurrent_event_handlers,
+            max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
             concurrent_event_handle_enable=concurrent_event_handle_enable,
             event_handler_timeout=event_handler_timeout,
             drain_timeout=drain_timeout,
@@ -173,6 +207,7 @@ class StreamingRequestMediator(_Mediator):
         message_broker: MessageBroker | None = None,
         *,
         max_concurrent_event_handlers: int = 10,
+        max_concurrent_event_handlers_per_stream: int | None = None,
         concurrent_event_handle_enable: bool = True,
         event_delivery: EventDelivery | str = EventDelivery.STRICT,
         event_handler_timeout: float | None = None,
@@ -186,6 +221,7 @@ class StreamingRequestMediator(_Mediator):
             container,
             message_broker,
             max_concurrent_event_handlers=max_concurrent_event_handlers,
+            max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
             concurrent_event_handle_enable=concurrent_event_handle_enable,
             event_handler_timeout=event_handler_timeout,
             drain_timeout=drain_timeout,
@@ -232,7 +268,8 @@ class StreamingRequestMediator(_Mediator):
                 if emitted:
                     handler.clear_events()
                     batch.submit(emitted, 0, index)
-                    if strict and (batch.running or batch.failures):
+                    # Queued runs count too: an item waits for runs that wait for a slot.
+                    if strict and (batch.running or batch.queued or batch.failures):
                         if observer is None:
                             await batch.wait()
                         else:

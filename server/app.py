@@ -67,6 +67,7 @@ def _mediator_options(
         "domain_events_mapper": domain_events_mapper,
         "message_broker": broker,
         "max_concurrent_event_handlers": service.max_concurrent_event_handlers,
+        "max_concurrent_event_handlers_per_stream": service.per_stream_share,
         "concurrent_event_handle_enable": service.concurrent_event_handle_enable,
         "event_handler_timeout": service.event_handler_timeout,
         "drain_timeout": service.drain_timeout,
@@ -105,6 +106,7 @@ class RillServer:
         # FileService has no unary RPC: it gets no RequestMediator.
         files_streaming = _streaming_mediator(settings.files, files_options, self._observer("files"))
         self.mediators = {"orders": orders_streaming, "files": files_streaming}
+        self.unary_mediators = {"orders": orders_unary}
         if self.metrics is not None:
             self.metrics.attach({**self.mediators, "orders.unary": orders_unary})
         self.bindings = [
@@ -198,9 +200,11 @@ class RillServer:
         for name, streaming in self.mediators.items():
             service = getattr(self.settings, name)
             logger.info(
-                "%s: max_concurrent_event_handlers=%d concurrent=%s delivery=%s handler_timeout=%s drain=%gs",
+                "%s: max_concurrent_event_handlers=%d per_stream=%d concurrent=%s delivery=%s "
+                "handler_timeout=%s drain=%gs",
                 name,
                 streaming.max_concurrent_event_handlers,
+                streaming.max_concurrent_event_handlers_per_stream,
                 service.concurrent_event_handle_enable,
                 streaming.event_delivery.value,
                 service.event_handler_timeout,
@@ -225,15 +229,33 @@ class RillServer:
         if self.metrics_http is not None:
             stopping.append(self.metrics_http.stop(1.0))  # a scrape in progress may finish
         await asyncio.gather(*stopping)
-        drain = max(getattr(self.settings, name).drain_timeout for name in self.mediators) + 1.0
-        if not await self.calls.wait_idle(drain):
-            logger.error(
-                "%d calls were still finishing %g s after the grace period", self.calls.active, drain
-            )
+        # Every stream has stopped producing now (ended, or cancelled by the stops above): what is
+        # left is the events of what they delivered, each run bounded by its drain_timeout.
+        await self._drain(self.settings.drain_period)
         await self.broker.aclose()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still buffered
         logger.info("stopped")
+
+    async def _drain(self, seconds: float) -> None:
+        """Wait ``seconds`` for the calls still finishing their events, then give up what is left:
+        each event-handler run left is logged with its event and the call's request id, and counted."""
+        if await self.calls.wait_idle(seconds):
+            return
+        mediators: list[mediator.StreamingRequestMediator | mediator.RequestMediator] = [
+            *self.mediators.values(),
+            *self.unary_mediators.values(),
+        ]
+        reason = f"the server is shutting down ({seconds:g} s drain period ran out)"
+        drains = sum(each.abandon_drains(reason) for each in mediators)
+        logger.error(
+            "%d calls were still finishing %g s after the grace period; gave up %d drains",
+            self.calls.active,
+            seconds,
+            drains,
+        )
+        if not await self.calls.wait_idle(5.0):
+            logger.error("%d calls did not end after their drains were given up", self.calls.active)
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

@@ -241,6 +241,11 @@ class Metrics:
         limit = GaugeMetricFamily(
             "rill_event_handlers_limit", "max_concurrent_event_handlers in force.", labels=["mediator"]
         )
+        abandoned = CounterMetricFamily(
+            "rill_events_abandoned",
+            "Event-handler runs given up by a drain (never started or cancelled), each logged.",
+            labels=["mediator"],
+        )
         strict = HistogramMetricFamily(
             "rill_mediator_strict_wait_seconds",
             "Time a strict stream held an item back while its events were handled.",
@@ -271,6 +276,7 @@ class Metrics:
             if observer.mediator is not None:
                 running.add_metric([name], observer.mediator.event_handlers_running)
                 limit.add_metric([name], observer.mediator.max_concurrent_event_handlers)
+                abandoned.add_metric([name], observer.mediator.events_abandoned)
         for (broker, outcome), count in notifications.items():
             published.add_metric([broker, outcome], count)
-        yield from (items, events, runs, seconds, running, limit, strict, published)
+        yield from (items, events, runs, seconds, running, limit, abandoned, strict, published)

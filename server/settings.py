@@ -27,11 +27,37 @@ class ServiceSettings(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    max_concurrent_event_handlers: int = pydantic.Field(10, ge=1, le=10_000)
+    max_concurrent_event_handlers: int = pydantic.Field(
+        10, ge=1, le=10_000, description="event-handler runs of all the service's streams at once (ceiling)"
+    )
+    max_concurrent_event_handlers_per_stream: int | None = pydantic.Field(
+        None,
+        ge=1,
+        description="runs one stream may have at once; None: half the ceiling, rounded up, so that one "
+        "stream's slow or hanging handlers never hold every slot",
+    )
     concurrent_event_handle_enable: bool = True
     event_delivery: EventDelivery = EventDelivery.STRICT
     event_handler_timeout: float | None = pydantic.Field(30.0, gt=0)
-    drain_timeout: float = pydantic.Field(10.0, ge=0)
+    drain_timeout: float = pydantic.Field(
+        10.0, ge=0, description="seconds each event-handler run of a stream that ended early may go on"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _share_within_ceiling(self) -> ServiceSettings:
+        share = self.max_concurrent_event_handlers_per_stream
+        if share is not None and share > self.max_concurrent_event_handlers:
+            raise ValueError(
+                f"max_concurrent_event_handlers_per_stream ({share}) cannot exceed "
+                f"max_concurrent_event_handlers ({self.max_concurrent_event_handlers})"
+            )
+        return self
+
+    @property
+    def per_stream_share(self) -> int:
+        """The per-stream bound in force: as set, else half the ceiling, rounded up."""
+        share = self.max_concurrent_event_handlers_per_stream
+        return share if share is not None else max(1, (self.max_concurrent_event_handlers + 1) // 2)
 
 
 class Settings(pydantic_settings.BaseSettings):
@@ -53,6 +79,12 @@ class Settings(pydantic_settings.BaseSettings):
         15.0, gt=0, description="keep-alive comment interval of SSE streams"
     )
     grace_period: float = pydantic.Field(10.0, ge=0, description="seconds in-flight calls get on shutdown")
+    drain_period: float = pydantic.Field(
+        15.0,
+        ge=0,
+        description="seconds the server then waits for the events of delivered items; what is left "
+        "after it is logged, one line per event, and counted (rill_events_abandoned_total)",
+    )
     storage_root: pathlib.Path = DEMO_STORAGE
     log_level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     broker: str = pydantic.Field(

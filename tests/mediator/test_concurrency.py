@@ -117,7 +117,8 @@ async def test_with_concurrency_disabled_event_handlers_run_one_at_a_time_in_emi
     )
     await collect(mediator_.stream(Produce(count=1)))
 
-    assert mediator_.max_concurrent_event_handlers == 1
+    assert mediator_.max_concurrent_event_handlers_per_stream == 1  # one at a time in a stream
+    assert mediator_.max_concurrent_event_handlers == 10  # the ceiling for all streams is kept
     assert log.entries == [
         f"{name} {n} {step}" for n in range(3) for name in ("first", "second") for step in ("start", "end")
     ]

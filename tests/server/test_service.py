@@ -185,7 +185,7 @@ async def test_each_service_gets_its_own_event_concurrency(storage_root: pathlib
     server: RillServer = create_server(settings)
     assert server.mediators["orders"].max_concurrent_event_handlers == 2
     assert server.mediators["orders"].event_delivery == "overlapped"
-    assert server.mediators["files"].max_concurrent_event_handlers == 1
+    assert server.mediators["files"].max_concurrent_event_handlers_per_stream == 1
     assert server.mediators["files"].event_delivery == "strict"
     await server.start()
     try:
