@@ -27,7 +27,7 @@ from mediator.exceptions import (
     EventHandlerTimeout,
     EventHandlingError,
 )
-from mediator.message_brokers.protocol import Message, MessageBroker
+from mediator.message_brokers.protocol import Message, MessageBroker, broker_name
 from mediator.observe import MediatorObserver, NullObserver, Outcome
 
 __all__ = ["EventBatch", "EventDispatcher"]
@@ -114,7 +114,7 @@ class EventDispatcher:
         self._targets: dict[type[Event], tuple[_Target, ...]] = {}
         self._targets_version = -1
         self._handler_targets: dict[type[EventHandler[typing.Any]], _Target] = {}
-        self._broker_target = self._bounded_target(_Target(type(broker).__qualname__, self._publish))
+        self._broker_target = self._bounded_target(_Target(broker_name(broker), self._publish))
 
     def abandon_drains(self, reason: str) -> int:
         """Give up every drain still going: their remaining runs are cancelled or never started,

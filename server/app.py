@@ -15,7 +15,8 @@ from prometheus_client import make_asgi_app
 import mediator
 from mediator import bootstrap
 from mediator.message_brokers.memory import InMemoryMessageBroker
-from mediator.message_brokers.protocol import MessageBroker
+from mediator.message_brokers.protocol import MessageBroker, broker_name
+from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import MediatorObserver
 from protos.files.v1 import files_pb2
 from protos.orders.v1 import orders_pb2
@@ -109,6 +110,8 @@ class RillServer:
         self.unary_mediators = {"orders": orders_unary}
         if self.metrics is not None:
             self.metrics.attach({**self.mediators, "orders.unary": orders_unary})
+            if isinstance(self.broker, RetryingMessageBroker):
+                self.metrics.retrying = self.broker
         self.bindings = [
             ServiceBinding(
                 orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
@@ -179,7 +182,7 @@ class RillServer:
 
     def _observer(self, name: str) -> MediatorObserver | None:
         """What watches the mediator called ``name``: metrics, traces, both, or nothing."""
-        metrics = self.metrics.mediator(name, type(self.broker).__qualname__) if self.metrics else None
+        metrics = self.metrics.mediator(name, broker_name(self.broker)) if self.metrics else None
         return self.tracing.observer(metrics) if self.tracing is not None else metrics
 
     async def start(self) -> None:

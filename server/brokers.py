@@ -11,6 +11,10 @@
 ``amqp://...?mandatory=true``                     ... an error when no queue is bound for the topic
 ================================================  ==============================================
 
+An AMQP broker is wrapped in :class:`~mediator.message_brokers.retrying.RetryingMessageBroker`: a
+notification RabbitMQ cannot take while unreachable still fails its event run (the client hears of
+it), and is kept and re-sent once RabbitMQ is back.
+
 Other query options of an AMQP URL (``heartbeat``, ``name``, ...) are aio-pika's and passed on.
 AMQP needs the ``rabbitmq`` extra (``pip install 'rill[rabbitmq]'``), imported only when used.
 """
@@ -25,6 +29,7 @@ import urllib.parse
 from mediator.message_brokers.devnull import DevnullMessageBroker
 from mediator.message_brokers.memory import InMemoryMessageBroker
 from mediator.message_brokers.protocol import MessageBroker
+from mediator.message_brokers.retrying import RetryingMessageBroker
 
 __all__ = ["AMQP_SCHEMES", "StartableBroker", "broker_from_url", "check_broker_spec"]
 
@@ -117,6 +122,9 @@ def broker_from_url(spec: str) -> MessageBroker:
     from mediator.message_brokers import rabbitmq  # the optional extra, only when asked for
 
     amqp = _parse_amqp(spec)
-    return rabbitmq.RabbitMQMessageBroker(
-        amqp.url, amqp.exchange or rabbitmq.DEFAULT_EXCHANGE, mandatory=amqp.mandatory
+    # What RabbitMQ cannot take while it is unreachable is kept and re-sent once it is back.
+    return RetryingMessageBroker(
+        rabbitmq.RabbitMQMessageBroker(
+            amqp.url, amqp.exchange or rabbitmq.DEFAULT_EXCHANGE, mandatory=amqp.mandatory
+        )
     )

@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import (
 )
 
 from mediator import Event, Request, RequestMediator, StreamingRequestMediator
+from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import NullObserver, Outcome
 
 __all__ = ["CallSeries", "MediatorMetrics", "Metrics", "RpcLabels"]
@@ -156,6 +157,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.calls: dict[RpcLabels, CallSeries] = {}
         self.mediators: list[MediatorMetrics] = []
+        self.retrying: RetryingMessageBroker | None = None  # its backlog is reported when set
         self.registry.register(self)
 
     def series(self, labels: RpcLabels) -> CallSeries:
@@ -179,6 +181,28 @@ class Metrics:
     def collect(self) -> typing.Iterable[Metric]:
         yield from self._rpc_families()
         yield from self._mediator_families()
+        if self.retrying is not None:
+            yield from self._backlog_families(self.retrying)
+
+    def _backlog_families(self, broker: RetryingMessageBroker) -> typing.Iterator[Metric]:
+        labels = [broker.name]
+        pending = GaugeMetricFamily(
+            "rill_broker_notifications_pending",
+            "Notifications the broker could not take, kept to be re-sent.",
+            labels=["broker"],
+        )
+        pending.add_metric(labels, broker.pending)
+        resent = CounterMetricFamily(
+            "rill_broker_notifications_resent", "Kept notifications the broker took later.", labels=["broker"]
+        )
+        resent.add_metric(labels, broker.resent)
+        dropped = CounterMetricFamily(
+            "rill_broker_notifications_dropped",
+            "Notifications given up (backlog full, refused, or left at shutdown), each logged.",
+            labels=["broker"],
+        )
+        dropped.add_metric(labels, broker.dropped)
+        yield from (pending, resent, dropped)
 
     def _rpc_families(self) -> typing.Iterator[Metric]:
         names = list(RpcLabels._fields)

@@ -10,7 +10,7 @@ import pydantic
 
 from mediator._messages import NotificationEvent
 
-__all__ = ["Message", "MessageBroker"]
+__all__ = ["Message", "MessageBroker", "broker_name"]
 
 
 class Message(pydantic.BaseModel, frozen=True):
@@ -43,3 +43,10 @@ class MessageBroker(typing.Protocol):
     async def send_message(self, message: Message) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def broker_name(broker: object) -> str:
+    """What logs, metrics and traces call ``broker``: its ``name`` if it has one (a wrapper names the
+    broker it wraps), else its class name."""
+    name = getattr(broker, "name", None)
+    return name if isinstance(name, str) and name else type(broker).__qualname__

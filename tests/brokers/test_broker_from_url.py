@@ -12,6 +12,7 @@ from mediator.message_brokers.devnull import DevnullMessageBroker
 from mediator.message_brokers.memory import InMemoryMessageBroker
 from mediator.message_brokers.protocol import MessageBroker
 from mediator.message_brokers.rabbitmq import DEFAULT_EXCHANGE, RabbitMQMessageBroker
+from mediator.message_brokers.retrying import RetryingMessageBroker
 from server import Settings, create_server
 from server.brokers import StartableBroker, broker_from_url
 
@@ -23,17 +24,24 @@ def test_devnull_and_memory() -> None:
 
 
 def test_an_amqp_url_is_a_rabbitmq_broker_on_the_default_exchange() -> None:
-    broker = broker_from_url("amqp://guest:guest@127.0.0.1:5672/")
+    retrying = broker_from_url("amqp://guest:guest@127.0.0.1:5672/")
+    assert isinstance(retrying, RetryingMessageBroker)  # what RabbitMQ cannot take is kept and re-sent
+    assert isinstance(retrying, MessageBroker)
+    assert isinstance(retrying, StartableBroker)
+    broker = retrying.inner
     assert isinstance(broker, RabbitMQMessageBroker)
-    assert isinstance(broker, MessageBroker)
-    assert isinstance(broker, StartableBroker)
+    assert retrying.name == "RabbitMQMessageBroker"  # what metrics and traces call it
     assert broker.exchange == DEFAULT_EXCHANGE == "rill.notifications"
     assert not broker.mandatory, "nobody being subscribed yet must not fail the service"
     assert broker.safe_url == "amqp://guest:******@127.0.0.1:5672/"
 
 
 def test_exchange_and_mandatory_are_taken_from_the_query_and_other_options_passed_on() -> None:
-    broker = broker_from_url("amqps://user:pw@rabbit.example/prod?exchange=events&heartbeat=5&mandatory=true")
+    retrying = broker_from_url(
+        "amqps://user:pw@rabbit.example/prod?exchange=events&heartbeat=5&mandatory=true"
+    )
+    assert isinstance(retrying, RetryingMessageBroker)
+    broker = retrying.inner
     assert isinstance(broker, RabbitMQMessageBroker)
     assert (broker.exchange, broker.mandatory) == ("events", True)
     assert broker.safe_url == "amqps://user:******@rabbit.example/prod?heartbeat=5"

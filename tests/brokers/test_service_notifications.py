@@ -22,6 +22,7 @@ import pytest
 
 from mediator.exceptions import BrokerUnavailable
 from mediator.message_brokers.rabbitmq import RabbitMQMessageBroker
+from mediator.message_brokers.retrying import RetryingMessageBroker
 from protos.files.v1 import files_pb2, files_pb2_grpc
 from server import RillServer, Settings, create_server
 from tests.brokers.consumer import Consumer, Received
@@ -238,10 +239,14 @@ async def test_an_unreachable_broker_fails_the_start_up_naming_the_url(
 ) -> None:
     proxy.refuse_new = True
     settings = Settings(
-        address="127.0.0.1:0", storage_root=storage_root, broker=f"amqp://guest:pw@127.0.0.1:{proxy.port}/"
+        address="127.0.0.1:0",
+        http_address="",
+        storage_root=storage_root,
+        broker=f"amqp://guest:pw@127.0.0.1:{proxy.port}/",
     )
     server = create_server(settings)
-    assert isinstance(server.broker, RabbitMQMessageBroker)
+    assert isinstance(server.broker, RetryingMessageBroker)
+    assert isinstance(server.broker.inner, RabbitMQMessageBroker)
     with pytest.raises(BrokerUnavailable) as raised:
         await server.start()
     assert f"cannot connect to RabbitMQ at amqp://guest:******@127.0.0.1:{proxy.port}/" in str(raised.value)
