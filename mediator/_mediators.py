@@ -99,6 +99,19 @@ class _Mediator:
         )
 
     @property
+    def event_handler_timeout(self) -> float | None:
+        return self._dispatcher.event_handler_timeout
+
+    @property
+    def drain_timeout(self) -> float:
+        return self._dispatcher.drain_timeout
+
+    @property
+    def message_broker(self) -> MessageBroker:
+        """Where this mediator's notification events go."""
+        return self._dispatcher.broker
+
+    @property
     def max_concurrent_event_handlers(self) -> int:
         """The ceiling: event-handler runs of all this mediator's streams at once."""
         return self._dispatcher.limiter.limit

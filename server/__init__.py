@@ -11,13 +11,25 @@ import typing
 
 if typing.TYPE_CHECKING:
     from server.app import RillServer, create_server
-    from server.settings import Settings, load_settings
+    from server.binding import Rpc, ServiceBinding
+    from server.settings import ServiceSettings, Settings, load_settings
 
-__all__ = ["RillServer", "Settings", "create_server", "load_settings"]
+__all__ = [
+    "RillServer",
+    "Rpc",
+    "ServiceBinding",
+    "ServiceSettings",
+    "Settings",
+    "create_server",
+    "load_settings",
+]
 
 _WHERE = {
     "RillServer": "server.app",
     "create_server": "server.app",
+    "Rpc": "server.binding",
+    "ServiceBinding": "server.binding",
+    "ServiceSettings": "server.settings",
     "Settings": "server.settings",
     "load_settings": "server.settings",
 }

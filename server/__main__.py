@@ -26,6 +26,7 @@ import pydantic
 
 from mediator.exceptions import BrokerError
 from server.app import create_server
+from server.apps import AppError, load_services
 from server.logs import configure_logging
 from server.settings import load_settings
 
@@ -55,6 +56,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="event loop (auto: uvloop if installed)",
     )
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="serve these service bindings (or a callable taking the Settings) instead of the demo",
+    )
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     return parser.parse_args(argv)
 
@@ -67,7 +73,7 @@ async def serve(args: argparse.Namespace) -> None:
         overrides["metrics_address"] = args.metrics_address
     settings = load_settings(args.config, **overrides)
     configure_logging(settings.log_level, settings.log_format)
-    server = create_server(settings)
+    server = create_server(settings, services=load_services(args.app) if args.app else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -108,7 +114,9 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     overrides = {"address": args.address} if args.address else {}
     try:
         settings = load_settings(args.config, **overrides)
-    except (pydantic.ValidationError, FileNotFoundError) as error:
+        if args.app:
+            load_services(args.app)  # a wrong --app fails here, once, not in every worker
+    except (pydantic.ValidationError, FileNotFoundError, AppError) as error:
         print(f"rill server: cannot start: {error}", file=sys.stderr)
         return 2
     if not hasattr(socket, "SO_REUSEPORT"):
@@ -153,7 +161,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
             runner.run(serve(args))
-    except (pydantic.ValidationError, FileNotFoundError, NotADirectoryError, OSError, BrokerError) as error:
+    except (
+        pydantic.ValidationError,
+        FileNotFoundError,
+        NotADirectoryError,
+        OSError,
+        BrokerError,
+        AppError,
+    ) as error:
         print(f"rill server: cannot start: {error}", file=sys.stderr)
         sys.exit(2)
 

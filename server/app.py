@@ -1,4 +1,8 @@
-"""Assemble the service: mediators per service, bindings, health, reflection, graceful stop."""
+"""Serve service bindings: health, reflection, metrics, traces, auth, TLS, limits, graceful stop.
+
+``create_server(settings, services=[...])`` serves any team's bindings; without ``services`` it serves
+the demo application (:mod:`server.demo`).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,23 @@ import logging
 import typing
 
 import grpc
-from dependency_injector import containers, providers
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import make_asgi_app
 
 import mediator
-from mediator import bootstrap
-from mediator.message_brokers.memory import InMemoryMessageBroker
 from mediator.message_brokers.protocol import MessageBroker, broker_name
 from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import MediatorObserver
-from protos.files.v1 import files_pb2
-from protos.orders.v1 import orders_pb2
+from server.apps import Services, checked_bindings
 from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
-from server.binding import Rpc, ServiceBinding
-from server.brokers import StartableBroker, broker_from_url
+from server.binding import ServiceBinding
+from server.brokers import StartableBroker
 from server.calls import CallRegistry
+from server.demo import DemoApp
 from server.http import HttpServer, create_http_app
 from server.metrics import Metrics
-from server.services import files, orders
-from server.settings import ServiceSettings, Settings
+from server.settings import Settings
 from server.tracing import Tracing
 
 __all__ = ["RillServer", "create_server"]
@@ -37,97 +37,60 @@ logger = logging.getLogger("server")
 OVERALL = ""  # the health service's name for the server as a whole
 
 
-class Handlers(containers.DeclarativeContainer):
-    """How every handler of the service is built; shared state lives in singletons."""
-
-    config = providers.Configuration()
-    order_book = providers.Singleton(orders.OrderBook)
-    order_analytics = providers.Singleton(orders.OrderAnalytics)
-    file_storage = providers.Singleton(files.FileStorage, root=config.storage_root)
-    file_ledger = providers.Singleton(files.FileLedger)
-
-    process_orders = providers.Factory(orders.ProcessOrdersCommandHandler)
-    get_order = providers.Factory(orders.GetOrderQueryHandler, book=order_book)
-    order_processed = providers.Factory(orders.OrderProcessedEventHandler, book=order_book)
-    order_analytics_handler = providers.Factory(orders.OrderAnalyticsEventHandler, analytics=order_analytics)
-    process_files = providers.Factory(files.ProcessFilesCommandHandler, storage=file_storage)
-    file_processed = providers.Factory(files.FileProcessedEventHandler, ledger=file_ledger)
-
-
-def _mediator_options(
-    service: ServiceSettings,
-    container: Handlers,
-    broker: MessageBroker,
-    commands_mapper: typing.Callable[[mediator.RequestMap], None],
-    domain_events_mapper: typing.Callable[[mediator.EventMap], None],
-) -> dict[str, typing.Any]:
-    """What a service's mediators are built with (``mediator.bootstrap``'s arguments)."""
-    return {
-        "di_container": container,
-        "commands_mapper": commands_mapper,
-        "domain_events_mapper": domain_events_mapper,
-        "message_broker": broker,
-        "max_concurrent_event_handlers": service.max_concurrent_event_handlers,
-        "max_concurrent_event_handlers_per_stream": service.per_stream_share,
-        "concurrent_event_handle_enable": service.concurrent_event_handle_enable,
-        "event_handler_timeout": service.event_handler_timeout,
-        "drain_timeout": service.drain_timeout,
-    }
-
-
-def _streaming_mediator(
-    service: ServiceSettings, options: dict[str, typing.Any], observer: MediatorObserver | None
-) -> mediator.StreamingRequestMediator:
-    return bootstrap.bootstrap_streaming(**options, event_delivery=service.event_delivery, observer=observer)
+Mediator: typing.TypeAlias = "mediator.StreamingRequestMediator | mediator.RequestMediator"
 
 
 class RillServer:
-    """Both services over gRPC, and over HTTP/SSE when ``http_address`` is set. ``async with`` runs it."""
+    """The given services over gRPC, and over HTTP/SSE when ``http_address`` is set.
+
+    Every binding gets what the demo gets: health (per service and overall), reflection, metrics and
+    traces of its calls and of its mediators' event handlers (an observer is given to every mediator
+    that has none of its own), logs, auth, TLS, limits and the shutdown drain. The mediators' message
+    brokers are started before serving and closed after the drain. ``async with`` runs it.
+    """
 
     def __init__(
-        self, settings: Settings, *, broker: MessageBroker | None = None, tracing: Tracing | None = None
+        self,
+        settings: Settings,
+        services: typing.Sequence[ServiceBinding],
+        *,
+        tracing: Tracing | None = None,
+        handlers: typing.Any = None,
     ) -> None:
+        if not services:
+            raise ValueError("a server needs at least one service binding")
+        names = [binding.name for binding in services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a service is bound twice: {', '.join(names)}")
         self.settings = settings
-        self.broker: MessageBroker = broker if broker is not None else InMemoryMessageBroker()
-        self.handlers = Handlers()
-        self.handlers.config.storage_root.from_value(settings.storage_root)
-        self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
+        self.bindings = list(services)
+        self.handlers = handlers
+        """The demo's handler container (None for other applications): what its handlers recorded."""
         self.metrics = Metrics() if settings.metrics else None
         self.tracing = tracing if tracing is not None else Tracing.from_settings(settings.tracing)
         self.calls = CallRegistry(metrics=self.metrics, tracing=self.tracing)
-
-        orders_options = _mediator_options(
-            settings.orders, self.handlers, self.broker, orders.commands_mapper, orders.domain_events_mapper
+        self.mediators: dict[str, mediator.StreamingRequestMediator] = {}
+        self.unary_mediators: dict[str, mediator.RequestMediator] = {}
+        for binding in self.bindings:
+            if binding.streaming is not None:
+                self.mediators[binding.settings_name] = binding.streaming
+            if binding.unary is not None:
+                self.unary_mediators[binding.settings_name] = binding.unary
+        self.brokers: list[MessageBroker] = list(
+            {id(each.message_broker): each.message_broker for each in self._all_mediators()}.values()
         )
-        orders_streaming = _streaming_mediator(settings.orders, orders_options, self._observer("orders"))
-        orders_unary = bootstrap.bootstrap(**orders_options, observer=self._observer("orders.unary"))
-        files_options = _mediator_options(
-            settings.files, self.handlers, self.broker, files.commands_mapper, files.domain_events_mapper
-        )
-        # FileService has no unary RPC: it gets no RequestMediator.
-        files_streaming = _streaming_mediator(settings.files, files_options, self._observer("files"))
-        self.mediators = {"orders": orders_streaming, "files": files_streaming}
-        self.unary_mediators = {"orders": orders_unary}
+        for name, streaming in self.mediators.items():
+            if streaming.observer is None:
+                streaming.observer = self._observer(name, streaming)
+        for name, unary in self.unary_mediators.items():
+            if unary.observer is None:
+                unary.observer = self._observer(f"{name}.unary", unary)
         if self.metrics is not None:
-            self.metrics.attach({**self.mediators, "orders.unary": orders_unary})
-            if isinstance(self.broker, RetryingMessageBroker):
-                self.metrics.retrying = self.broker
-        self.bindings = [
-            ServiceBinding(
-                orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
-                streaming=orders_streaming,
-                unary=orders_unary,
-                rpcs=[
-                    Rpc("ProcessOrders", orders.ProcessOrdersCommand, orders.OrderProcessedResult),
-                    Rpc("GetOrder", orders.GetOrderQuery, orders.OrderView),
-                ],
-            ),
-            ServiceBinding(
-                files_pb2.DESCRIPTOR.services_by_name["FileService"],
-                streaming=files_streaming,
-                rpcs=[Rpc("ProcessFiles", files.ProcessFilesCommand, files.FileProcessedResult)],
-            ),
-        ]
+            self.metrics.attach(
+                {**self.mediators, **{f"{name}.unary": each for name, each in self.unary_mediators.items()}}
+            )
+            retrying = [each for each in self.brokers if isinstance(each, RetryingMessageBroker)]
+            self.metrics.retrying = retrying[0] if retrying else None
 
         # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -180,16 +143,26 @@ class RillServer:
         self._started = False
         self._stopped = False
 
-    def _observer(self, name: str) -> MediatorObserver | None:
+    @property
+    def broker(self) -> MessageBroker:
+        """The message broker of the server's mediators (the first one, if they have several)."""
+        return self.brokers[0]
+
+    def _all_mediators(self) -> list[Mediator]:
+        return [*self.mediators.values(), *self.unary_mediators.values()]
+
+    def _observer(self, name: str, watched: Mediator) -> MediatorObserver | None:
         """What watches the mediator called ``name``: metrics, traces, both, or nothing."""
-        metrics = self.metrics.mediator(name, broker_name(self.broker)) if self.metrics else None
+        broker = broker_name(watched.message_broker)
+        metrics = self.metrics.mediator(name, broker) if self.metrics else None
         return self.tracing.observer(metrics) if self.tracing is not None else metrics
 
     async def start(self) -> None:
         if self._stopped:
             raise RuntimeError("a stopped server cannot be started again; create a new one")
-        if isinstance(self.broker, StartableBroker):
-            await self.broker.start()  # an unreachable broker fails the start-up, before serving
+        for broker in self.brokers:
+            if isinstance(broker, StartableBroker):
+                await broker.start()  # an unreachable broker fails the start-up, before serving
         await self._server.start()
         if self.http is not None:
             await self.http.start()
@@ -201,17 +174,14 @@ class RillServer:
         await self.health.set(OVERALL, health_pb2.HealthCheckResponse.SERVING)
         logger.info("serving %s on %s", ", ".join(b.name for b in self.bindings), self.address)
         for name, streaming in self.mediators.items():
-            service = getattr(self.settings, name)
             logger.info(
-                "%s: max_concurrent_event_handlers=%d per_stream=%d concurrent=%s delivery=%s "
-                "handler_timeout=%s drain=%gs",
+                "%s: max_concurrent_event_handlers=%d per_stream=%d delivery=%s handler_timeout=%s drain=%gs",
                 name,
                 streaming.max_concurrent_event_handlers,
                 streaming.max_concurrent_event_handlers_per_stream,
-                service.concurrent_event_handle_enable,
                 streaming.event_delivery.value,
-                service.event_handler_timeout,
-                service.drain_timeout,
+                streaming.event_handler_timeout,
+                streaming.drain_timeout,
             )
 
     async def stop(self, grace: float | None = None) -> None:
@@ -235,7 +205,8 @@ class RillServer:
         # Every stream has stopped producing now (ended, or cancelled by the stops above): what is
         # left is the events of what they delivered, each run bounded by its drain_timeout.
         await self._drain(self.settings.drain_period)
-        await self.broker.aclose()
+        for broker in self.brokers:
+            await broker.aclose()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still buffered
         logger.info("stopped")
@@ -245,12 +216,8 @@ class RillServer:
         each event-handler run left is logged with its event and the call's request id, and counted."""
         if await self.calls.wait_idle(seconds):
             return
-        mediators: list[mediator.StreamingRequestMediator | mediator.RequestMediator] = [
-            *self.mediators.values(),
-            *self.unary_mediators.values(),
-        ]
         reason = f"the server is shutting down ({seconds:g} s drain period ran out)"
-        drains = sum(each.abandon_drains(reason) for each in mediators)
+        drains = sum(each.abandon_drains(reason) for each in self._all_mediators())
         logger.error(
             "%d calls were still finishing %g s after the grace period; gave up %d drains",
             self.calls.active,
@@ -272,14 +239,25 @@ class RillServer:
 
 
 def create_server(
-    settings: Settings | None = None, *, broker: MessageBroker | None = None, tracing: Tracing | None = None
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    broker: MessageBroker | None = None,
+    tracing: Tracing | None = None,
 ) -> RillServer:
-    """Build the server from explicit settings (``Settings()`` holds the embedded defaults).
+    """Build a server from explicit settings (``Settings()`` holds the embedded defaults).
 
-    The message broker is ``broker`` if given, else the one ``settings.broker`` names; the tracer is
-    ``tracing`` if given (tests pass one with an in-memory exporter), else ``settings.tracing``'s.
+    ``services``: the bindings to serve, or a callable that takes the settings and returns them;
+    without it, the demo (:mod:`server.demo`), whose notifications go to ``broker`` if given, else to
+    the one ``settings.broker`` names (another application gives its mediators their own broker).
+    ``tracing``: the tracer if given (tests pass one with an in-memory exporter), else
+    ``settings.tracing``'s.
     """
     settings = settings if settings is not None else Settings()
-    return RillServer(
-        settings, broker=broker if broker is not None else broker_from_url(settings.broker), tracing=tracing
-    )
+    if services is None:
+        demo = DemoApp(settings, broker)
+        return RillServer(settings, demo.bindings, tracing=tracing, handlers=demo.handlers)
+    if broker is not None:
+        raise TypeError("broker= is the demo's: give your own mediators their message_broker")
+    bindings = services(settings) if callable(services) else services
+    return RillServer(settings, checked_bindings(bindings, "services"), tracing=tracing)

@@ -97,9 +97,15 @@ class ServiceBinding:
         rpcs: typing.Sequence[Rpc],
         streaming: StreamingRequestMediator | None = None,
         unary: RequestMediator | None = None,
+        settings_name: str | None = None,
     ) -> None:
         self.service = service
         self.name = service.full_name
+        self.settings_name = settings_name or service.full_name.split(".")[0]
+        """What the service is called in settings (``[services.<name>]``), logs and metrics: the
+        first part of its proto package unless given (``reports`` for ``reports.v1.ReportService``)."""
+        self.streaming = streaming
+        self.unary = unary
         methods = {method.name: method for method in service.methods}
         unknown = [rpc.name for rpc in rpcs if rpc.name not in methods]
         if unknown:

@@ -59,6 +59,20 @@ class ServiceSettings(pydantic.BaseModel):
         share = self.max_concurrent_event_handlers_per_stream
         return share if share is not None else max(1, (self.max_concurrent_event_handlers + 1) // 2)
 
+    def unary_options(self) -> dict[str, typing.Any]:
+        """``mediator.bootstrap.bootstrap``'s event options for these settings."""
+        return {
+            "max_concurrent_event_handlers": self.max_concurrent_event_handlers,
+            "max_concurrent_event_handlers_per_stream": self.per_stream_share,
+            "concurrent_event_handle_enable": self.concurrent_event_handle_enable,
+            "event_handler_timeout": self.event_handler_timeout,
+            "drain_timeout": self.drain_timeout,
+        }
+
+    def streaming_options(self) -> dict[str, typing.Any]:
+        """``mediator.bootstrap.bootstrap_streaming``'s event options for these settings."""
+        return {**self.unary_options(), "event_delivery": self.event_delivery}
+
 
 class Settings(pydantic_settings.BaseSettings):
     """Everything ``python -m server`` can be told."""
@@ -92,6 +106,11 @@ class Settings(pydantic_settings.BaseSettings):
     )
     orders: ServiceSettings = ServiceSettings()
     files: ServiceSettings = ServiceSettings()
+    services: dict[str, ServiceSettings] = pydantic.Field(
+        default_factory=dict,
+        description="event settings of any service by name ([services.reports] in TOML, "
+        "RILL_SERVICES__REPORTS__... in the environment); see Settings.service()",
+    )
     tls: TlsSettings = TlsSettings()
     auth_token: pydantic.SecretStr | None = pydantic.Field(
         None, description="set: every call needs 'authorization: Bearer <token>' (server.auth)"
@@ -106,6 +125,16 @@ class Settings(pydantic_settings.BaseSettings):
     log_format: typing.Literal["auto", "json", "text"] = pydantic.Field(
         "auto", description="auto: text on a terminal, JSON lines otherwise"
     )
+
+    def service(self, name: str) -> ServiceSettings:
+        """The event settings of the service called ``name``: ``services.<name>`` if set; for the demo's
+        ``orders`` and ``files`` the top-level sections otherwise; else the defaults."""
+        found = self.services.get(name)
+        if found is not None:
+            return found
+        if name in ("orders", "files"):
+            return typing.cast(ServiceSettings, getattr(self, name))
+        return ServiceSettings()
 
     @pydantic.field_validator("address", "http_address", "metrics_address")
     @classmethod

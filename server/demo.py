@@ -1,0 +1,88 @@
+"""The demo application: OrderService and FileService, served by ``python -m server`` without ``--app``.
+
+It is one application of the platform, built the way any team's is: mediators from the per-service
+settings (``settings.service("orders")``), bindings of the contract's RPCs to mediator requests, and
+a container for the handlers' shared state. :class:`DemoApp` keeps that container, so tests and
+benchmarks can read what the event handlers recorded.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from dependency_injector import containers, providers
+
+import mediator
+from mediator import bootstrap
+from mediator.message_brokers.protocol import MessageBroker
+from protos.files.v1 import files_pb2
+from protos.orders.v1 import orders_pb2
+from server.binding import Rpc, ServiceBinding
+from server.brokers import broker_from_url
+from server.services import files, orders
+from server.settings import Settings
+
+__all__ = ["DemoApp", "Handlers"]
+
+
+class Handlers(containers.DeclarativeContainer):
+    """How every handler of the demo is built; shared state lives in singletons."""
+
+    config = providers.Configuration()
+    order_book = providers.Singleton(orders.OrderBook)
+    order_analytics = providers.Singleton(orders.OrderAnalytics)
+    file_storage = providers.Singleton(files.FileStorage, root=config.storage_root)
+    file_ledger = providers.Singleton(files.FileLedger)
+
+    process_orders = providers.Factory(orders.ProcessOrdersCommandHandler)
+    get_order = providers.Factory(orders.GetOrderQueryHandler, book=order_book)
+    order_processed = providers.Factory(orders.OrderProcessedEventHandler, book=order_book)
+    order_analytics_handler = providers.Factory(orders.OrderAnalyticsEventHandler, analytics=order_analytics)
+    process_files = providers.Factory(files.ProcessFilesCommandHandler, storage=file_storage)
+    file_processed = providers.Factory(files.FileProcessedEventHandler, ledger=file_ledger)
+
+
+class DemoApp:
+    """The demo's bindings for ``settings``, notifications to ``broker`` (else ``settings.broker``'s)."""
+
+    def __init__(self, settings: Settings, broker: MessageBroker | None = None) -> None:
+        self.broker = broker if broker is not None else broker_from_url(settings.broker)
+        self.handlers = Handlers()
+        self.handlers.config.storage_root.from_value(settings.storage_root)
+        self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
+        orders_settings, files_settings = settings.service("orders"), settings.service("files")
+
+        def options(
+            commands: typing.Callable[[mediator.RequestMap], None],
+            events: typing.Callable[[mediator.EventMap], None],
+        ) -> dict[str, typing.Any]:
+            return {
+                "di_container": self.handlers,
+                "commands_mapper": commands,
+                "domain_events_mapper": events,
+                "message_broker": self.broker,
+            }
+
+        order_options = options(orders.commands_mapper, orders.domain_events_mapper)
+        self.bindings = [
+            ServiceBinding(
+                orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
+                streaming=bootstrap.bootstrap_streaming(
+                    **order_options, **orders_settings.streaming_options()
+                ),
+                unary=bootstrap.bootstrap(**order_options, **orders_settings.unary_options()),
+                rpcs=[
+                    Rpc("ProcessOrders", orders.ProcessOrdersCommand, orders.OrderProcessedResult),
+                    Rpc("GetOrder", orders.GetOrderQuery, orders.OrderView),
+                ],
+            ),
+            # FileService has no unary RPC: it gets no RequestMediator.
+            ServiceBinding(
+                files_pb2.DESCRIPTOR.services_by_name["FileService"],
+                streaming=bootstrap.bootstrap_streaming(
+                    **options(files.commands_mapper, files.domain_events_mapper),
+                    **files_settings.streaming_options(),
+                ),
+                rpcs=[Rpc("ProcessFiles", files.ProcessFilesCommand, files.FileProcessedResult)],
+            ),
+        ]
