@@ -64,7 +64,7 @@ async def serving(
     broker: MessageBroker | None = None,
     **changes: typing.Any,
 ) -> typing.AsyncIterator[Served]:
-    """Run ``services`` (else the demo, with ``broker``) under :func:`isolated_settings`; see the module docs."""
+    """Run ``services`` (else the demo, with ``broker``) under :func:`isolated_settings` (module docs)."""
     server = create_server(
         isolated_settings(settings, http=http, **changes), services=services, broker=broker
     )

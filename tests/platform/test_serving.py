@@ -1,0 +1,155 @@
+"""Any team's bindings served by the platform's public assembly, in-process and as ``--app``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos.orders.v1 import orders_pb2, orders_pb2_grpc
+from server import ServiceSettings, Settings
+from server.apps import AppError, load_services
+from server.testing import serving
+from tests.platform import app
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def record() -> app.Recorder:
+    return app.fresh_record()
+
+
+def request(*order_ids: str) -> orders_pb2.ProcessOrdersRequest:
+    return orders_pb2.ProcessOrdersRequest(order_ids=list(order_ids))
+
+
+async def test_a_teams_bindings_get_health_reflection_and_metrics(record: app.Recorder) -> None:
+    record.release_events.set()
+    async with serving(app.services, http=True) as served:
+        stub = orders_pb2_grpc.OrderServiceStub(served.channel)  # type: ignore[no-untyped-call]
+        shipped = [r.status async for r in stub.ProcessOrders(request("a", "b"), timeout=10)]
+        health = health_pb2_grpc.HealthStub(served.channel)  # type: ignore[no-untyped-call]
+        for name in ("", "orders.v1.OrderService"):
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        view = await stub.GetOrder(orders_pb2.GetOrderRequest(order_id="a"), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.GetOrder(orders_pb2.GetOrderRequest(order_id="zzz"), timeout=10)
+        assert served.http_url is not None
+        reader, writer = await asyncio.open_connection(*served.http_url.removeprefix("http://").split(":"))
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        metrics = (await reader.read()).decode()
+        writer.close()
+    assert shipped == ["shipped", "shipped"]
+    assert view.status == "shipped"
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert record.handled == ["a", "b"]
+    assert (
+        'rill_event_handler_runs_total{handler="RecordShipped",mediator="shipping",outcome="ok"} 2.0'
+        in metrics
+    )
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="ProcessOrders"' in metrics
+
+
+async def test_the_apps_settings_come_from_its_own_section() -> None:
+    settings = Settings(
+        services={"shipping": ServiceSettings(max_concurrent_event_handlers=3, event_delivery="overlapped")}
+    )
+    async with serving(app.services, settings) as served:
+        shipping = served.server.mediators["shipping"]
+        assert shipping.max_concurrent_event_handlers == 3
+        assert shipping.max_concurrent_event_handlers_per_stream == 2
+        assert shipping.event_delivery == "overlapped"
+
+
+async def test_server_cancel_in_overlapped_delivery_runs_finally_in_the_rpc_task_and_drains(
+    record: app.Recorder,
+) -> None:
+    # The client cancels while the handler's generator is parked at `yield` (the client reads
+    # nothing more) and the delivered items' events are still suspended in their handler: the
+    # handler's `finally` runs in the RPC's own task, and every delivered item's event is handled
+    # before the server counts the call ended.
+    settings = Settings(services={"shipping": ServiceSettings(event_delivery="overlapped")})
+    async with serving(app.services, settings) as served:
+        stub = orders_pb2_grpc.OrderServiceStub(served.channel)  # type: ignore[no-untyped-call]
+        call = stub.ProcessOrders(request(*(f"o{n}" for n in range(5))), timeout=30)
+        delivered = [(await call.read()).order_id for _ in range(2)]
+        call.cancel()
+        await record.finally_ran.wait()
+        assert record.handled == []  # events still suspended: the drain must wait for them
+        record.release_events.set()
+        assert await served.server.calls.wait_idle(30)
+        handled_when_idle = list(record.handled)
+    assert record.finally_task is record.stream_task, "the handler was closed in the RPC's task"
+    assert set(delivered) <= set(handled_when_idle), "a delivered item's event was not handled"
+    assert served.server.mediators["shipping"].events_abandoned == 0
+
+
+def test_load_services_explains_what_is_wrong() -> None:
+    with pytest.raises(AppError, match="expected MODULE:ATTR"):
+        load_services("tests.platform.app")
+    with pytest.raises(AppError, match="cannot import 'no_such_module'"):
+        load_services("no_such_module:x")
+    with pytest.raises(AppError, match="has no attribute 'nothing'"):
+        load_services("tests.platform.app:nothing")
+    with pytest.raises(AppError, match="expected ServiceBinding objects, got Recorder"):
+        load_services("tests.platform.app:RECORD")
+    assert load_services("tests.platform.app:services") is app.services
+
+
+async def run_module(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "--address",
+        "127.0.0.1:0",
+        "--http-address",
+        "",
+        *args,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_python_m_server_app_serves_the_named_bindings_with_their_settings() -> None:
+    process = await run_module(
+        "--app", "tests.platform.app:services", env={"RILL_SERVICES__SHIPPING__EVENT_HANDLER_TIMEOUT": "7"}
+    )
+    assert process.stdout is not None
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        assert line.startswith("listening on "), line
+        address = line.removeprefix("listening on ").strip()
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = orders_pb2_grpc.OrderServiceStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.ProcessOrders(request("x"), timeout=10)
+            first = await call.read()
+            assert await call.code() == grpc.StatusCode.OK
+    finally:
+        process.terminate()
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert first.status == "shipped"  # the app's handler, not the demo's ("processed")
+    log = stderr.decode()
+    assert (
+        "shipping: max_concurrent_event_handlers=10 per_stream=5 delivery=strict handler_timeout=7.0" in log
+    )
+
+
+@pytest.mark.parametrize(
+    ("app_spec", "message"),
+    [("tests.platform.app:nothing", "has no attribute 'nothing'"), ("nope", "expected MODULE:ATTR")],
+)
+async def test_python_m_server_with_a_wrong_app_exits_2_saying_why(app_spec: str, message: str) -> None:
+    process = await run_module("--app", app_spec)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert message in stderr.decode()
