@@ -13,18 +13,14 @@ import asyncio
 import datetime
 import typing
 
-import grpc
 import pydantic
 
 import mediator
 from mediator.message_brokers.memory import InMemoryMessageBroker
-from mediator.observe import MediatorObserver
 from protos.orders.v1 import orders_pb2
-from server.binding import Rpc, ServiceBinding
-from server.calls import CallRegistry
-from server.http import HttpServer, create_http_app
-from server.metrics import Metrics
+from server import Rpc, ServiceBinding, create_server
 from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand
+from server.testing import isolated_settings
 from server.tracing import Tracing
 
 GATES: dict[str, asyncio.Event] = {}
@@ -81,16 +77,10 @@ class NoOrders(mediator.RequestHandler[GetOrderQuery, OrderView]):
 
 
 class ObservedServer:
-    def __init__(self, *, tracing: Tracing | None = None) -> None:
-        self.metrics = Metrics()
-        self.tracing = tracing
-        self.broker = InMemoryMessageBroker()
-        self.calls = CallRegistry(metrics=self.metrics, tracing=tracing)
-        broker_name = type(self.broker).__qualname__
+    """The steps binding served as production serves any binding, gRPC and HTTP on free ports."""
 
-        def observer(name: str) -> MediatorObserver:
-            metrics = self.metrics.mediator(name, broker_name)
-            return tracing.observer(metrics) if tracing is not None else metrics
+    def __init__(self, *, tracing: Tracing | None = None) -> None:
+        self.broker = InMemoryMessageBroker()
 
         def commands(mapper: mediator.RequestMap) -> None:
             mapper.bind(ProcessOrdersCommand, StepsHandler)
@@ -101,13 +91,9 @@ class ObservedServer:
             mapper.bind(Step, AuditHandler)
 
         self.streaming = mediator.bootstrap.bootstrap_streaming(
-            commands_mapper=commands,
-            domain_events_mapper=events,
-            message_broker=self.broker,
-            observer=observer("orders"),
+            commands_mapper=commands, domain_events_mapper=events, message_broker=self.broker
         )
-        unary = mediator.bootstrap.bootstrap(commands_mapper=commands, observer=observer("orders.unary"))
-        self.metrics.attach({"orders": self.streaming, "orders.unary": unary})
+        unary = mediator.bootstrap.bootstrap(commands_mapper=commands, message_broker=self.broker)
         binding = ServiceBinding(
             orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
             streaming=self.streaming,
@@ -117,22 +103,17 @@ class ObservedServer:
                 Rpc("GetOrder", GetOrderQuery, OrderView),
             ],
         )
-        self.grpc = grpc.aio.server()
-        self.grpc.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(binding.name, binding.method_handlers(self.calls)),)
-        )
-        self.address = f"127.0.0.1:{self.grpc.add_insecure_port('127.0.0.1:0')}"
-        app = create_http_app([binding], self.calls, metrics=self.metrics.registry)
-        self.http = HttpServer(app, "127.0.0.1:0")
-        self.url = f"http://{self.http.address}"
+        self.server = create_server(isolated_settings(http=True), services=[binding], tracing=tracing)
+        self.tracing = tracing
+        self.calls = self.server.calls
+        self.address = self.server.address
+        assert self.server.http is not None
+        self.url = f"http://{self.server.http.address}"
 
     async def __aenter__(self) -> ObservedServer:
         GATES.clear()
-        await self.grpc.start()
-        await self.http.start()
+        await self.server.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.grpc.stop(0)
-        await self.http.stop(0)
-        await self.calls.wait_idle(5)
+        await self.server.stop(0)

@@ -13,13 +13,11 @@ import collections
 import datetime
 import typing
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 import mediator
 from protos.orders.v1 import orders_pb2
-from server.binding import Rpc, ServiceBinding
-from server.calls import CallRegistry
+from server import Rpc, ServiceBinding, create_server
+from server.limits import LimitSettings
+from server.testing import isolated_settings
 from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand
 
 
@@ -114,30 +112,22 @@ def counting_binding(*, event_handler_timeout: float | None = None) -> ServiceBi
 
 
 class CountingServer:
-    """The counting binding served by grpc.aio with the health service, on 127.0.0.1:<free port>."""
+    """The counting binding served as production serves any binding, on 127.0.0.1:<free port>."""
 
     def __init__(
         self, *, stall_timeout: float | None = None, event_handler_timeout: float | None = None
     ) -> None:
         global COUNTS
         COUNTS = self.counts = Counts()
-        binding = counting_binding(event_handler_timeout=event_handler_timeout)
-        self.calls = CallRegistry()
-        self.server = grpc.aio.server()
-        self.server.add_generic_rpc_handlers(
-            (
-                grpc.method_handlers_generic_handler(
-                    binding.name, binding.method_handlers(self.calls, stall_timeout=stall_timeout)
-                ),
-            )
+        settings = isolated_settings(limits=LimitSettings(stall_timeout=stall_timeout))
+        self.server = create_server(
+            settings, services=[counting_binding(event_handler_timeout=event_handler_timeout)]
         )
-        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.calls = self.server.calls
+        self.address = self.server.address
 
     async def __aenter__(self) -> CountingServer:
         await self.server.start()
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
