@@ -17,8 +17,8 @@ import mediator
 from protos.orders.v1 import orders_pb2
 from server import Rpc, ServiceBinding, create_server
 from server.limits import LimitSettings
-from server.testing import isolated_settings
 from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand
+from server.testing import isolated_settings
 
 
 class Counts:
