@@ -168,3 +168,12 @@ async def test_one_stream_with_hanging_handlers_cannot_starve_the_others(deliver
     await asyncio.gather(bad_first, return_exceptions=True)
     await bad.aclose()
     assert mediator_.event_handlers_running == 0
+
+
+def test_the_per_stream_share_is_keyword_only_so_the_specs_positional_calls_keep_their_meaning() -> None:
+    # The spec's order: container, commands, events, broker, max_concurrent_event_handlers, enable.
+    mediator_ = mediator.bootstrap.bootstrap_streaming(None, lambda mapper: None, None, None, 3, False)
+    assert mediator_.max_concurrent_event_handlers == 3
+    assert mediator_.max_concurrent_event_handlers_per_stream == 1  # sequential in a stream
+    shared = mediator.bootstrap.bootstrap_streaming(None, lambda mapper: None, None, None, 3, True)
+    assert shared.max_concurrent_event_handlers_per_stream == 3  # the spec's: all of the ceiling
