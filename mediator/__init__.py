@@ -12,6 +12,7 @@ from mediator._handlers import EventHandler, RequestHandler, StreamingRequestHan
 from mediator._maps import EventMap, RequestMap
 from mediator._mediators import EventDelivery, RequestMediator, StreamingRequestMediator
 from mediator._messages import DomainEvent, Event, NotificationEvent, Request, Response
+from mediator._options import EventProcessing
 from mediator.container import Container
 from mediator.exceptions import (
     EventHandlerError,
@@ -32,6 +33,7 @@ __all__ = [
     "EventHandlerTimeout",
     "EventHandlingError",
     "EventMap",
+    "EventProcessing",
     "HandlerNotFound",
     "MediatorError",
     "Message",

@@ -20,6 +20,8 @@ from mediator._handlers import EventHandler, take_events
 from mediator._limiter import ConcurrencyLimiter, Ticket
 from mediator._maps import EventMap
 from mediator._messages import Event, NotificationEvent
+from mediator._options import EventProcessing
+from mediator.behaviours import wrap_event_run
 from mediator.container import Resolver
 from mediator.exceptions import (
     EventCascadeTooDeep,
@@ -83,29 +85,19 @@ class EventDispatcher:
         resolver: Resolver,
         event_map: EventMap,
         broker: MessageBroker,
-        max_concurrent_event_handlers: int,
-        concurrent_event_handle_enable: bool,
-        event_handler_timeout: float | None,
-        drain_timeout: float,
-        max_cascade_depth: int,
-        max_concurrent_event_handlers_per_stream: int | None = None,
+        options: EventProcessing,
     ) -> None:
-        if event_handler_timeout is not None and event_handler_timeout <= 0:
-            raise ValueError(f"event_handler_timeout must be positive or None, not {event_handler_timeout}")
-        if drain_timeout < 0:
-            raise ValueError(f"drain_timeout must not be negative, not {drain_timeout}")
         self.resolver = resolver
         self.event_map = event_map
         self.broker = broker
+        self.options = options
         # Sequential handling (the spec's concurrent_event_handle_enable=False) is one run at a time
         # per stream; the ceiling still bounds the mediator as a whole.
-        self.limiter = ConcurrencyLimiter(
-            max_concurrent_event_handlers,
-            max_concurrent_event_handlers_per_stream if concurrent_event_handle_enable else 1,
-        )
-        self.event_handler_timeout = event_handler_timeout
-        self.drain_timeout = drain_timeout
-        self.max_cascade_depth = max_cascade_depth
+        self.limiter = ConcurrencyLimiter(options.max_concurrent_event_handlers, options.per_stream)
+        self.event_handler_timeout = options.event_handler_timeout
+        self.drain_timeout = options.drain_timeout
+        self.max_cascade_depth = options.max_event_cascade_depth
+        self._behaviours = options.event_handler_behaviours
         self.draining: dict[EventBatch, asyncio.Task[typing.Any] | None] = {}
         """Batches whose stream ended early and that are still finishing their runs, with the task
         doing it (see :meth:`EventBatch.drain`)."""
@@ -114,7 +106,7 @@ class EventDispatcher:
         self._targets: dict[type[Event], tuple[_Target, ...]] = {}
         self._targets_version = -1
         self._handler_targets: dict[type[EventHandler[typing.Any]], _Target] = {}
-        self._broker_target = self._bounded_target(_Target(broker_name(broker), self._publish))
+        self._broker_target = self._behaved(self._bounded_target(_Target(broker_name(broker), self._publish)))
 
     def abandon_drains(self, reason: str) -> int:
         """Give up every drain still going: their remaining runs are cancelled or never started,
@@ -147,7 +139,7 @@ class EventDispatcher:
         if target is None:
             build = self.resolver.plain_factory(handler_type)
             target = _Target(handler_type.__qualname__, self._runner(handler_type, build), build)
-            target = self._handler_targets[handler_type] = self._bounded_target(target)
+            target = self._handler_targets[handler_type] = self._behaved(self._bounded_target(target))
         return target
 
     def _runner(
@@ -173,6 +165,12 @@ class EventDispatcher:
     async def _publish(self, event: Event) -> Emitted:
         await self.broker.send_message(Message.from_event(typing.cast(NotificationEvent[typing.Any], event)))
         return ()
+
+    def _behaved(self, target: _Target) -> _Target:
+        """``target`` inside the event-handler behaviours, if there are any (else ``target`` itself)."""
+        if not self._behaviours:
+            return target
+        return _Target(target.name, wrap_event_run(self._behaviours, target.name, target.run))
 
     def _bounded_target(self, target: _Target) -> _Target:
         seconds = self.event_handler_timeout

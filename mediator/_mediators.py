@@ -46,6 +46,8 @@ from mediator._dispatch import EventBatch, EventDispatcher
 from mediator._handlers import RequestHandler, StreamingRequestHandler, take_events
 from mediator._maps import EventMap, RequestMap
 from mediator._messages import Request, Response
+from mediator._options import EventProcessing
+from mediator.behaviours import RequestBehaviour, StreamBehaviour, wrap_request, wrap_stream
 from mediator.container import Resolver
 from mediator.message_brokers.devnull import DevnullMessageBroker
 from mediator.message_brokers.protocol import MessageBroker
@@ -67,6 +69,10 @@ class EventDelivery(enum.StrEnum):
     OVERLAPPED = "overlapped"
 
 
+_REQUEST_EVENTS = EventProcessing(max_concurrent_event_handlers=1, concurrent_event_handle_enable=False)
+_STREAM_EVENTS = EventProcessing()  # the spec's defaults for streams
+
+
 class _Mediator:
     def __init__(
         self,
@@ -75,27 +81,20 @@ class _Mediator:
         container: object | None = None,
         message_broker: MessageBroker | None = None,
         *,
-        max_concurrent_event_handlers: int = 10,
-        max_concurrent_event_handlers_per_stream: int | None = None,
-        concurrent_event_handle_enable: bool = True,
-        event_handler_timeout: float | None = None,
-        drain_timeout: float = 10.0,
-        max_event_cascade_depth: int = 16,
+        events: EventProcessing,
         observer: MediatorObserver | None = None,
     ) -> None:
         self.request_map = request_map
         self._resolver = Resolver(container)
         self.observer = observer
+        """Watches streams and event-handler runs (:mod:`mediator.observe`); may be set after
+        construction, before use (a server gives one to every mediator it serves)."""
+        self.event_processing = events
         self._dispatcher = EventDispatcher(
             resolver=self._resolver,
             event_map=event_map if event_map is not None else EventMap(),
             broker=message_broker if message_broker is not None else DevnullMessageBroker(),
-            max_concurrent_event_handlers=max_concurrent_event_handlers,
-            max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
-            concurrent_event_handle_enable=concurrent_event_handle_enable,
-            event_handler_timeout=event_handler_timeout,
-            drain_timeout=drain_timeout,
-            max_cascade_depth=max_event_cascade_depth,
+            options=events,
         )
 
     @property
@@ -165,27 +164,12 @@ class RequestMediator(_Mediator):
         container: object | None = None,
         message_broker: MessageBroker | None = None,
         *,
-        max_concurrent_event_handlers: int = 1,
-        max_concurrent_event_handlers_per_stream: int | None = None,
-        concurrent_event_handle_enable: bool = False,
-        event_handler_timeout: float | None = None,
-        drain_timeout: float = 10.0,
-        max_event_cascade_depth: int = 16,
+        events: EventProcessing = _REQUEST_EVENTS,
+        behaviours: typing.Sequence[RequestBehaviour] = (),
         observer: MediatorObserver | None = None,
     ) -> None:
-        super().__init__(
-            request_map,
-            event_map,
-            container,
-            message_broker,
-            max_concurrent_event_handlers=max_concurrent_event_handlers,
-            max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
-            concurrent_event_handle_enable=concurrent_event_handle_enable,
-            event_handler_timeout=event_handler_timeout,
-            drain_timeout=drain_timeout,
-            max_event_cascade_depth=max_event_cascade_depth,
-            observer=observer,
-        )
+        super().__init__(request_map, event_map, container, message_broker, events=events, observer=observer)
+        self.behaviours = tuple(behaviours)
 
     async def send(self, request: Request) -> typing.Any:
         """Handle ``request`` and return the handler's response."""
@@ -199,7 +183,10 @@ class RequestMediator(_Mediator):
         batch = EventBatch(self._dispatcher, self.observer)
         finished = False
         try:
-            response = await handler.handle(request)
+            if self.behaviours:
+                response = await wrap_request(self.behaviours, request, lambda: handler.handle(request))
+            else:
+                response = await handler.handle(request)
             _take_events(handler, batch)
             await batch.wait()
             finished = True
@@ -219,29 +206,14 @@ class StreamingRequestMediator(_Mediator):
         container: object | None = None,
         message_broker: MessageBroker | None = None,
         *,
-        max_concurrent_event_handlers: int = 10,
-        max_concurrent_event_handlers_per_stream: int | None = None,
-        concurrent_event_handle_enable: bool = True,
+        events: EventProcessing = _STREAM_EVENTS,
         event_delivery: EventDelivery | str = EventDelivery.STRICT,
-        event_handler_timeout: float | None = None,
-        drain_timeout: float = 10.0,
-        max_event_cascade_depth: int = 16,
+        behaviours: typing.Sequence[StreamBehaviour] = (),
         observer: MediatorObserver | None = None,
     ) -> None:
-        super().__init__(
-            request_map,
-            event_map,
-            container,
-            message_broker,
-            max_concurrent_event_handlers=max_concurrent_event_handlers,
-            max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
-            concurrent_event_handle_enable=concurrent_event_handle_enable,
-            event_handler_timeout=event_handler_timeout,
-            drain_timeout=drain_timeout,
-            max_event_cascade_depth=max_event_cascade_depth,
-            observer=observer,
-        )
+        super().__init__(request_map, event_map, container, message_broker, events=events, observer=observer)
         self.event_delivery = EventDelivery(event_delivery)
+        self.behaviours = tuple(behaviours)
 
     def stream(self, request: Request) -> typing.AsyncGenerator[typing.Any, None]:
         """Yield the handler's responses for ``request`` one by one (see the module docs).
@@ -268,7 +240,17 @@ class StreamingRequestMediator(_Mediator):
         handler = build() if build is not None else await self._resolver.resolve(handler_type)
         observer = self.observer
         batch = EventBatch(self._dispatcher, observer)
-        items = typing.cast(typing.AsyncGenerator[typing.Any, None], handler.handle(request))
+        opened: list[typing.AsyncGenerator[typing.Any, None]] = []  # the handler's streams, with behaviours
+        if self.behaviours:
+
+            def handler_stream() -> typing.AsyncIterator[typing.Any]:
+                started = typing.cast(typing.AsyncGenerator[typing.Any, None], handler.handle(request))
+                opened.append(started)
+                return started
+
+            items: typing.AsyncIterator[typing.Any] = wrap_stream(self.behaviours, request, handler_stream)
+        else:
+            items = handler.handle(request)
         index = 0
         finished = False
         try:
@@ -295,6 +277,8 @@ class StreamingRequestMediator(_Mediator):
                     if batch.failures:
                         await batch.wait()
                     await batch.wait_started()
+            for handler_items in opened:
+                await handler_items.aclose()  # a behaviour that stopped early left the handler open
             _take_events(handler, batch)
             if batch.running or batch.queued or batch.failures:
                 await batch.wait()
@@ -302,9 +286,17 @@ class StreamingRequestMediator(_Mediator):
         finally:
             if not finished:
                 try:
-                    await items.aclose()
+                    await _close(items)
+                    for handler_items in opened:
+                        await handler_items.aclose()  # closing a behaviour does not close what it read
                 finally:
                     await self._finish_abnormally(handler, batch)
+
+
+async def _close(items: typing.AsyncIterator[typing.Any]) -> None:
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _timed_wait(batch: EventBatch, observer: MediatorObserver, request_type: type[Request]) -> None:

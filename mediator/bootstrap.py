@@ -16,6 +16,8 @@ import typing
 
 from mediator._maps import EventMap, RequestMap
 from mediator._mediators import EventDelivery, RequestMediator, StreamingRequestMediator
+from mediator._options import EventProcessing
+from mediator.behaviours import EventHandlerBehaviour, RequestBehaviour, StreamBehaviour
 from mediator.message_brokers.protocol import MessageBroker
 from mediator.observe import MediatorObserver
 
@@ -49,26 +51,35 @@ def bootstrap(
     event_handler_timeout: float | None = None,
     drain_timeout: float = 10.0,
     max_event_cascade_depth: int = 16,
+    behaviours: typing.Sequence[RequestBehaviour] = (),
+    event_handler_behaviours: typing.Sequence[EventHandlerBehaviour] = (),
     observer: MediatorObserver | None = None,
 ) -> RequestMediator:
     """A :class:`RequestMediator` for regular (one response) handlers.
 
     ``queries_mapper`` binds into the same map as ``commands_mapper``: both are requests.
+    ``behaviours`` wrap every ``send``, ``event_handler_behaviours`` every event-handler run, the
+    first outermost (:mod:`mediator.behaviours`).
     """
     request_map, event_map = _maps(commands_mapper, domain_events_mapper)
     if queries_mapper is not None:
         queries_mapper(request_map)
-    return RequestMediator(
-        request_map,
-        event_map,
-        di_container,
-        message_broker,
+    events = EventProcessing(
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
         event_handler_timeout=event_handler_timeout,
         drain_timeout=drain_timeout,
         max_event_cascade_depth=max_event_cascade_depth,
+        event_handler_behaviours=event_handler_behaviours,
+    )
+    return RequestMediator(
+        request_map,
+        event_map,
+        di_container,
+        message_broker,
+        events=events,
+        behaviours=behaviours,
         observer=observer,
     )
 
@@ -86,21 +97,32 @@ def bootstrap_streaming(
     event_handler_timeout: float | None = None,
     drain_timeout: float = 10.0,
     max_event_cascade_depth: int = 16,
+    behaviours: typing.Sequence[StreamBehaviour] = (),
+    event_handler_behaviours: typing.Sequence[EventHandlerBehaviour] = (),
     observer: MediatorObserver | None = None,
 ) -> StreamingRequestMediator:
-    """A :class:`StreamingRequestMediator`, with the spec's defaults (10 handlers at once, concurrent)."""
+    """A :class:`StreamingRequestMediator`, with the spec's defaults (10 handlers at once, concurrent).
+
+    ``behaviours`` wrap every stream, ``event_handler_behaviours`` every event-handler run, the first
+    outermost (:mod:`mediator.behaviours`).
+    """
     request_map, event_map = _maps(commands_mapper, domain_events_mapper)
+    events = EventProcessing(
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+        event_handler_timeout=event_handler_timeout,
+        drain_timeout=drain_timeout,
+        max_event_cascade_depth=max_event_cascade_depth,
+        event_handler_behaviours=event_handler_behaviours,
+    )
     return StreamingRequestMediator(
         request_map,
         event_map,
         di_container,
         message_broker,
-        max_concurrent_event_handlers=max_concurrent_event_handlers,
-        max_concurrent_event_handlers_per_stream=max_concurrent_event_handlers_per_stream,
-        concurrent_event_handle_enable=concurrent_event_handle_enable,
+        events=events,
         event_delivery=event_delivery,
-        event_handler_timeout=event_handler_timeout,
-        drain_timeout=drain_timeout,
-        max_event_cascade_depth=max_event_cascade_depth,
+        behaviours=behaviours,
         observer=observer,
     )

@@ -42,3 +42,25 @@ def test_the_example_differs_from_the_spec_only_in_its_imports() -> None:
     assert "from mediator.message_brokers import devnull\n" in source
     assert "di_container=di.Container()" in source
     assert "cqrs.requests" not in source
+
+
+def test_the_behaviours_example_validates_times_and_retries() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "docs" / "examples" / "behaviours.py")],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if not line.startswith("ProcessOrdersCommand took")] == [
+        "recorded a after 2 attempts",
+        "processed a",
+        "recorded b after 2 attempts",
+        "processed b",
+        "refused: order_ids: each order may be named once",
+    ]
+    assert sum(line.startswith("ProcessOrdersCommand took") for line in lines) == 2

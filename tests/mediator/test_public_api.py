@@ -37,6 +37,7 @@ def test_all_is_pinned() -> None:
         "EventHandlerTimeout",
         "EventHandlingError",
         "EventMap",
+        "EventProcessing",
         "HandlerNotFound",
         "MediatorError",
         "Message",
