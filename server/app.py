@@ -23,6 +23,7 @@ from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import Rpc, ServiceBinding
 from server.brokers import StartableBroker, broker_from_url
 from server.calls import CallRegistry
+from server.connect import connect_edge
 from server.http import HttpServer, create_http_app
 from server.metrics import Metrics
 from server.services import files, orders
@@ -168,6 +169,14 @@ class RillServer:
             )
             if token:
                 app = BearerTokenMiddleware(app, token)
+            app = connect_edge(  # Connect and gRPC-Web at the RPCs' gRPC paths (server.connect)
+                app,
+                self.bindings,
+                self.calls,
+                token=token,
+                cors=settings.cors,
+                read_max_bytes=settings.limits.max_receive_message_bytes,
+            )
             self.http = HttpServer(app, settings.http_address, **settings.tls.uvicorn_options())
         self.metrics_http: HttpServer | None = None
         if settings.metrics_address and self.metrics is not None:
