@@ -19,11 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# Python code for every contract in protos/, importable as protos.<package>.v1.<name>_pb2.
+# Python code for every contract in protos/, importable as protos.<package>.v1.<name>_pb2, with typed
+# stubs (mypy-protobuf) for the messages (_pb2.pyi) and the gRPC stubs and servicers (_pb2_grpc.pyi).
 $(GENERATED): $(PROTOS) $(VENV)/.installed
 	find protos -name '*_pb2*.py*' -delete
 	$(PY) -m grpc_tools.protoc -Iprotos=protos -Ithird_party/googleapis \
-		--python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=. --mypy_out=. --grpc_python_out=. --mypy_grpc_out=. $(PROTOS)
 	for dir in protos $$(dirname $(PROTOS) | sort -u) $$(dirname $$(dirname $(PROTOS)) | sort -u); do \
 		touch $$dir/__init__.py; done
 	touch $@
