@@ -10,7 +10,7 @@ PROTOS := $(wildcard protos/*/v1/*.proto)
 GENERATED := protos/.generated
 PYTEST_ARGS ?=
 
-.PHONY: install proto node browser lint typecheck pytest test run bench clean
+.PHONY: install proto node browser web lint breaking typecheck pytest test run bench clean
 
 install: $(VENV)/.installed $(GENERATED) node_modules/.installed
 
@@ -44,11 +44,18 @@ node: node_modules/.installed
 
 browser: /usr/bin/chromium node
 
-lint: install
+lint: install breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	node_modules/.bin/buf lint
 	node_modules/.bin/buf format --diff --exit-code protos
+
+# The contract of the last release (README, "Release notes"): removing, renumbering or retyping a
+# field or an RPC of protos/ fails `make lint`. It reads the commit from this repository's history.
+CONTRACT_RELEASE := 505cea46b62cce13fdf7c55f045975bb321536ac
+BREAKING_INPUT ?= .
+breaking: node_modules/.installed
+	node_modules/.bin/buf breaking $(BREAKING_INPUT) --against '$(CURDIR)/.git#ref=$(CONTRACT_RELEASE)'
 
 typecheck: install
 	$(BIN)/mypy
