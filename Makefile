@@ -38,6 +38,18 @@ node_modules/.installed: package.json package-lock.json
 
 node: node_modules/.installed
 
+# The browser example (examples/web): clients generated from protos/ by protoc-gen-es, bundled by esbuild.
+WEB_GENERATED := examples/web/gen/.generated
+$(WEB_GENERATED): $(PROTOS) examples/web/buf.gen.yaml node_modules/.installed
+	rm -rf examples/web/gen
+	node_modules/.bin/buf generate --template examples/web/buf.gen.yaml
+	touch $@
+
+examples/web/dist/app.js: examples/web/src/main.js $(WEB_GENERATED)
+	node_modules/.bin/esbuild examples/web/src/main.js --bundle --format=esm --minify --log-level=warning --outfile=$@
+
+web: examples/web/dist/app.js
+
 # Debian's Chromium for the page test (Playwright's own browser download does not work offline).
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
@@ -60,7 +72,7 @@ breaking: node_modules/.installed
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser
+pytest: install browser web
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -72,5 +84,5 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules $(GENERATED) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules $(GENERATED) .mypy_cache .ruff_cache .pytest_cache examples/web/gen examples/web/dist
 	find protos -name '*_pb2*.py*' -delete -o -name '__init__.py' -delete
