@@ -169,13 +169,9 @@ class RillServer:
             )
             if token:
                 app = BearerTokenMiddleware(app, token)
-            app = connect_edge(  # Connect and gRPC-Web at the RPCs' gRPC paths (server.connect)
-                app,
-                self.bindings,
-                self.calls,
-                token=token,
-                cors=settings.cors,
-                read_max_bytes=settings.limits.max_receive_message_bytes,
+            # Connect and gRPC-Web at the RPCs' gRPC paths (server.connect), CORS for browsers.
+            app = connect_edge(
+                app, self.bindings, self.calls, token=token, limits=settings.limits, cors=settings.cors
             )
             self.http = HttpServer(app, settings.http_address, **settings.tls.uvicorn_options())
         self.metrics_http: HttpServer | None = None

@@ -18,6 +18,8 @@ from connectrpc.request import RequestContext
 
 from server.calls import REQUEST_ID_KEY, Call, CallRegistry, request_id_from
 from server.connect.errors import connect_error
+from server.connect.stall import CURRENT_WATCH
+from server.errors import SlowConsumer
 
 __all__ = ["ConnectCallScope", "transport_of"]
 
@@ -64,9 +66,13 @@ class ConnectCallScope:
             if error is None:
                 call.succeeded()
             elif isinstance(error, asyncio.CancelledError | GeneratorExit):
-                # GeneratorExit: connectrpc closed the stream early, which it does when the
-                # client went away while a message was being sent.
-                call.cancelled()
+                # GeneratorExit: connectrpc closed the stream early, which it does when a send
+                # failed: the client went away, or took nothing for the stall timeout.
+                watch = CURRENT_WATCH.get()
+                if watch is not None and watch.fired:
+                    call.failed(SlowConsumer(f"the client took no item for {watch.seconds:g} s"))
+                else:
+                    call.cancelled()
             elif isinstance(error, Exception):
                 raise connect_error(call.failed(error)) from None
         finally:

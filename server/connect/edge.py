@@ -28,6 +28,8 @@ from server.connect.codecs import codecs
 from server.connect.endpoints import endpoints_of
 from server.connect.grpc_web_text import GrpcWebTextMiddleware, is_grpc_web_text
 from server.connect.settings import CorsSettings
+from server.connect.stall import CURRENT_WATCH, ClientStalled, StallWatch
+from server.limits import LimitSettings
 
 __all__ = ["ConnectEdge", "connect_edge"]
 
@@ -72,7 +74,9 @@ class ConnectEdge:
         *,
         token: str = "",
         read_max_bytes: int | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
+        self._stall_timeout = stall_timeout
         endpoints = endpoints_of(bindings, calls)
         self.paths = frozenset(endpoints)
         interceptors: list[Interceptor] = [BearerTokenCheck(token)] if token else []
@@ -92,13 +96,23 @@ class ConnectEdge:
             if key == b"content-type":
                 content_type = value.decode("latin-1").lower()
                 break
-        if is_grpc_web_text(content_type):
-            await self._text(scope, receive, send)
-        elif content_type == "application/grpc" or content_type.startswith("application/grpc+"):
+        if content_type == "application/grpc" or content_type.startswith("application/grpc+"):
             response = PlainTextResponse("gRPC over HTTP/2 is served on the gRPC port", 415)
             await response(scope, receive, send)
-        else:
-            await self._connect(scope, receive, send)
+            return
+        app = self._text if is_grpc_web_text(content_type) else self._connect
+        if self._stall_timeout is None:
+            await app(scope, receive, send)
+            return
+        watch = StallWatch(self._stall_timeout)
+        token = CURRENT_WATCH.set(watch)
+        try:
+            await app(scope, receive, watch.wrap(send))
+        except ClientStalled:
+            pass  # the response cannot be finished: uvicorn closes the connection
+        finally:
+            watch.close()
+            CURRENT_WATCH.reset(token)
 
 
 def connect_edge(
@@ -107,15 +121,23 @@ def connect_edge(
     calls: CallRegistry,
     *,
     token: str = "",
-    read_max_bytes: int | None = None,
+    limits: LimitSettings | None = None,
     cors: CorsSettings | None = None,
 ) -> ASGIApp:
     """``app`` with Connect and gRPC-Web for every RPC of ``bindings``, and CORS if configured.
 
-    ``token``: calls need ``authorization: Bearer <token>``; ``read_max_bytes``: larger request
-    messages are refused RESOURCE_EXHAUSTED.
+    ``token``: calls need ``authorization: Bearer <token>``. ``limits``: larger request messages
+    than ``max_receive_message_bytes`` are refused RESOURCE_EXHAUSTED, and a response that waits
+    ``stall_timeout`` for its client ends (:mod:`server.connect.stall`).
     """
-    edge: ASGIApp = ConnectEdge(app, bindings, calls, token=token, read_max_bytes=read_max_bytes)
+    edge: ASGIApp = ConnectEdge(
+        app,
+        bindings,
+        calls,
+        token=token,
+        read_max_bytes=limits.max_receive_message_bytes if limits is not None else None,
+        stall_timeout=limits.stall_timeout if limits is not None else None,
+    )
     if cors is not None and cors.enabled:
         edge = CORSMiddleware(
             edge,
