@@ -19,6 +19,7 @@ from tests.connect.wire import (
     TRAILERS,
     connect_violations,
     envelope,
+    frames,
     grpc_web_status,
     grpc_web_trailers,
     json_messages,
@@ -179,3 +180,11 @@ async def test_a_client_that_goes_away_mid_stream_stops_the_handler(
     assert await calls.wait_idle(30)
     assert received >= 1
     assert probe.handled == ["a", "b"], "the events of delivered items were handled"
+
+
+async def test_grpc_web_text_that_is_not_base64_is_refused_invalid_argument(edge: httpx.AsyncClient) -> None:
+    response = await edge.post(PROCESS, content=b"not base64!", headers=GRPC_WEB_TEXT)
+    assert response.headers["content-type"] == "application/grpc-web-text+proto"
+    [(flags, data)] = frames(text_decode(response.content))
+    assert flags & TRAILERS
+    assert trailers(data)["grpc-status"] == "3"
