@@ -10,7 +10,7 @@ PROTOS := $(wildcard protos/*/v1/*.proto)
 GENERATED := protos/.generated
 PYTEST_ARGS ?=
 
-.PHONY: install proto node browser lint typecheck pytest test run bench clean
+.PHONY: install proto node browser web lint breaking typecheck pytest test run bench clean
 
 install: $(VENV)/.installed $(GENERATED) node_modules/.installed
 
@@ -19,11 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# Python code for every contract in protos/, importable as protos.<package>.v1.<name>_pb2.
+# Python code for every contract in protos/, importable as protos.<package>.v1.<name>_pb2, with typed
+# stubs (mypy-protobuf) for the messages (_pb2.pyi) and the gRPC stubs and servicers (_pb2_grpc.pyi).
 $(GENERATED): $(PROTOS) $(VENV)/.installed
 	find protos -name '*_pb2*.py*' -delete
 	$(PY) -m grpc_tools.protoc -Iprotos=protos -Ithird_party/googleapis \
-		--python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=. --mypy_out=. --grpc_python_out=. --mypy_grpc_out=. $(PROTOS)
 	for dir in protos $$(dirname $(PROTOS) | sort -u) $$(dirname $$(dirname $(PROTOS)) | sort -u); do \
 		touch $$dir/__init__.py; done
 	touch $@
@@ -36,22 +38,41 @@ node_modules/.installed: package.json package-lock.json
 
 node: node_modules/.installed
 
+# The browser example (examples/web): clients generated from protos/ by protoc-gen-es, bundled by esbuild.
+WEB_GENERATED := examples/web/gen/.generated
+$(WEB_GENERATED): $(PROTOS) examples/web/buf.gen.yaml node_modules/.installed
+	rm -rf examples/web/gen
+	node_modules/.bin/buf generate --template examples/web/buf.gen.yaml
+	touch $@
+
+examples/web/dist/app.js: examples/web/src/main.js $(WEB_GENERATED)
+	node_modules/.bin/esbuild examples/web/src/main.js --bundle --format=esm --minify --log-level=warning --outfile=$@
+
+web: examples/web/dist/app.js
+
 # Debian's Chromium for the page test (Playwright's own browser download does not work offline).
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 browser: /usr/bin/chromium node
 
-lint: install
+lint: install breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	node_modules/.bin/buf lint
 	node_modules/.bin/buf format --diff --exit-code protos
 
+# The contract of the last release (README, "Release notes"): removing, renumbering or retyping a
+# field or an RPC of protos/ fails `make lint`. It reads the commit from this repository's history.
+CONTRACT_RELEASE := 505cea46b62cce13fdf7c55f045975bb321536ac
+BREAKING_INPUT ?= .
+breaking: node_modules/.installed
+	node_modules/.bin/buf breaking $(BREAKING_INPUT) --against '$(CURDIR)/.git#ref=$(CONTRACT_RELEASE)'
+
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser
+pytest: install browser web
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -63,5 +84,5 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules $(GENERATED) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules $(GENERATED) .mypy_cache .ruff_cache .pytest_cache examples/web/gen examples/web/dist
 	find protos -name '*_pb2*.py*' -delete -o -name '__init__.py' -delete

@@ -24,6 +24,7 @@ from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import ServiceBinding
 from server.brokers import StartableBroker
 from server.calls import CallRegistry
+from server.connect import connect_edge
 from server.demo import DemoApp
 from server.http import HttpServer, create_http_app
 from server.metrics import Metrics
@@ -136,6 +137,10 @@ class RillServer:
             )
             if token:
                 app = BearerTokenMiddleware(app, token)
+            # Connect and gRPC-Web at the RPCs' gRPC paths (server.connect), CORS for browsers.
+            app = connect_edge(
+                app, self.bindings, self.calls, token=token, limits=settings.limits, cors=settings.cors
+            )
             self.http = HttpServer(app, settings.http_address, **settings.tls.uvicorn_options())
         self.metrics_http: HttpServer | None = None
         if settings.metrics_address and self.metrics is not None:
