@@ -6,7 +6,7 @@ import inspect
 import typing
 
 from mediator._handlers import EventHandler, RequestHandler, StreamingRequestHandler
-from mediator._messages import Event, Request
+from mediator._messages import Event, Request, Response
 from mediator.exceptions import HandlerAlreadyBound, HandlerNotFound
 
 __all__ = ["EventMap", "RequestMap"]
@@ -29,13 +29,21 @@ def _check_handle(handler_type: type, *, want_generator: bool) -> None:
         raise TypeError(f"{handler_type.__qualname__}.handle must be an `async def` coroutine function")
 
 
+_ResultT = typing.TypeVar("_ResultT", bound=Response | None)
+
+
 class RequestMap:
     """Binds each request type to the one handler type that serves it."""
 
     def __init__(self) -> None:
         self._handlers: dict[type[Request], AnyRequestHandler] = {}
 
-    def bind(self, request_type: type[Request], handler_type: AnyRequestHandler) -> None:
+    def bind(
+        self,
+        request_type: type[Request[_ResultT]],
+        handler_type: type[RequestHandler[typing.Any, _ResultT]]
+        | type[StreamingRequestHandler[typing.Any, _ResultT]],
+    ) -> None:
         """Bind ``request_type`` to ``handler_type``.
 
         Raises ``TypeError`` when the handler's ``handle`` does not fit its kind (a streaming handler

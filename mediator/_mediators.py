@@ -56,6 +56,7 @@ from mediator.observe import MediatorObserver
 __all__ = ["EventDelivery", "RequestMediator", "StreamingRequestMediator"]
 
 ResT = typing.TypeVar("ResT", bound=Response | None)
+_ResultT = typing.TypeVar("_ResultT")
 
 _Handler: typing.TypeAlias = (
     "RequestHandler[typing.Any, typing.Any] | StreamingRequestHandler[typing.Any, typing.Any]"
@@ -171,7 +172,7 @@ class RequestMediator(_Mediator):
         super().__init__(request_map, event_map, container, message_broker, events=events, observer=observer)
         self.behaviours = tuple(behaviours)
 
-    async def send(self, request: Request) -> typing.Any:
+    async def send(self, request: Request[_ResultT]) -> _ResultT:
         """Handle ``request`` and return the handler's response."""
         handler_type = self.request_map.get(type(request))
         if not issubclass(handler_type, RequestHandler):
@@ -190,7 +191,9 @@ class RequestMediator(_Mediator):
             _take_events(handler, batch)
             await batch.wait()
             finished = True
-            return response
+            # The handler bound to the request's type answers what the request declares (checked
+            # statically by RequestMap.bind); the map itself holds handlers of any type.
+            return typing.cast(_ResultT, response)
         finally:
             if not finished:
                 await self._finish_abnormally(handler, batch)
@@ -215,7 +218,7 @@ class StreamingRequestMediator(_Mediator):
         self.event_delivery = EventDelivery(event_delivery)
         self.behaviours = tuple(behaviours)
 
-    def stream(self, request: Request) -> typing.AsyncGenerator[typing.Any, None]:
+    def stream(self, request: Request[_ResultT]) -> typing.AsyncGenerator[_ResultT, None]:
         """Yield the handler's responses for ``request`` one by one (see the module docs).
 
         Close the generator if you may stop early (``contextlib.aclosing``), so that the handler is

@@ -7,12 +7,25 @@ import typing
 import uuid
 
 import pydantic
+import typing_extensions
 
 __all__ = ["DomainEvent", "Event", "NotificationEvent", "Request", "Response"]
 
 
-class Request(pydantic.BaseModel):
-    """A command or query sent to exactly one handler."""
+# A default (PEP 696), so that the spec's bare ``Request`` means ``Request[Any]``, also under mypy --strict.
+ResultT = typing_extensions.TypeVar("ResultT", default=typing.Any)
+
+
+class Request(pydantic.BaseModel, typing.Generic[ResultT]):
+    """A command or query sent to exactly one handler.
+
+    It may declare what it answers, so that the type checker knows what comes back::
+
+        class GetOrder(mediator.Request[OrderView]): ...          # send() returns an OrderView
+        class ProcessOrders(mediator.Request[OrderProcessed]): ... # stream() yields OrderProcessed
+
+    The spec's ``class GetOrder(mediator.Request)`` declares nothing: its results are ``Any``.
+    """
 
 
 class Response(pydantic.BaseModel):
