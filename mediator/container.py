@@ -1,24 +1,47 @@
-"""Where handlers come from: the DI container port and its adapters.
+"""Where handlers come from: the DI container port and one explicit adapter per supported container.
 
-The mediator asks for a fresh handler for every request and every event it handles. It accepts:
+The mediator asks for a fresh handler for every request and every event it handles, through a
+:class:`ContainerAdapter`. ``di_container=`` takes an adapter, or a container it recognises by
+``isinstance`` (nothing is imported to tell):
 
-- any object with ``async def resolve(type_) -> instance`` (the :class:`Container` protocol);
-- a ``di.Container`` (the spec's ``di_container=di.Container()``);
-- a ``dependency_injector`` container: the provider whose class is the handler type builds it;
-- ``None``: handlers are built with no arguments.
+==============================================  ==============================================
+given                                           adapter
+==============================================  ==============================================
+``None``                                        :class:`NoContainer`: ``handler_type()``
+a ``di.Container`` (the spec's)                 :class:`DiAdapter`
+a ``dependency_injector`` container             :class:`DependencyInjectorAdapter`
+a ``dishka.AsyncContainer``                     :class:`DishkaAdapter`
+any object with ``async def resolve(type_)``    :class:`ResolvingAdapter`
+a :class:`ContainerAdapter`                     itself: write your own for another container
+==============================================  ==============================================
 
-What can be worked out once per handler type is cached: a ``di`` handler with no dependencies is
-built by calling its class, exactly what ``di`` would do, without entering a scope per event.
+An adapter may offer a ``plain_factory(type_)``: a callable that returns a ready instance without
+awaiting, worked out once per handler type; the mediator then builds handlers without a coroutine.
+``di`` handlers with no dependencies are built by calling their class, exactly what ``di`` would do,
+without entering a scope per event.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 
-__all__ = ["Container", "Resolver"]
+__all__ = [
+    "Container",
+    "ContainerAdapter",
+    "DependencyInjectorAdapter",
+    "DiAdapter",
+    "DishkaAdapter",
+    "NoContainer",
+    "ResolvingAdapter",
+    "Resolver",
+    "adapter_for",
+]
 
 T = typing.TypeVar("T")
+
+Factory: typing.TypeAlias = typing.Callable[[], typing.Any]
 
 
 @typing.runtime_checkable
@@ -28,98 +51,165 @@ class Container(typing.Protocol):
     async def resolve(self, type_: type[T]) -> T: ...
 
 
-Factory: typing.TypeAlias = typing.Callable[[], typing.Any]
-
-
-class Resolver:
-    """Builds handler instances from whichever container the mediator was given."""
-
-    def __init__(self, container: object | None) -> None:
-        self._container = container
-        self._factories: dict[type, Factory | None] = {}
-        self._di_solved: dict[type, typing.Any] = {}
-        self._slow: typing.Callable[[type], typing.Awaitable[typing.Any]]
-        # dependency_injector providers return an awaitable when a dependency is async.
-        self._may_await = False
-        module = type(container).__module__
-        if container is None:
-            self._plan: typing.Callable[[type], Factory | None] = lambda type_: type_
-        elif module.startswith("di.") or module == "di":
-            self._plan = self._plan_di
-            self._slow = self._resolve_di
-        elif module.startswith("dependency_injector"):
-            self._plan = self._plan_dependency_injector
-            self._may_await = True
-        elif isinstance(container, Container):
-            self._plan = lambda type_: None
-            self._slow = container.resolve
-        else:
-            raise TypeError(
-                f"{type(container).__qualname__} is not a supported container: pass a di.Container, "
-                "a dependency_injector container, an object with `async def resolve(type_)`, or None"
-            )
-
-    def _factory(self, type_: type) -> Factory | None:
-        try:
-            return self._factories[type_]
-        except KeyError:
-            factory = self._factories[type_] = self._plan(type_)
-            return factory
-
-    def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
-        """A callable that returns a ready instance of ``type_`` (nothing to await); None when only
-        :meth:`resolve` can build it. For hot paths: no coroutine per instance."""
-        factory = self._factory(type_)
-        return None if factory is None or self._may_await else factory
+class ContainerAdapter:
+    """Builds handlers from one kind of container. Subclass it for a container rill does not know."""
 
     async def resolve(self, type_: type[T]) -> T:
         """A fresh instance of ``type_``."""
-        factory = self._factory(type_)
-        if factory is None:
-            return typing.cast(T, await self._slow(type_))
-        instance = factory()
-        if self._may_await and inspect.isawaitable(instance):
-            instance = await instance
-        return typing.cast(T, instance)
+        raise NotImplementedError
 
-    # -- di -------------------------------------------------------------------------------------
-    def _solved_di(self, type_: type) -> typing.Any:
+    def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
+        """A callable returning a ready instance of ``type_`` (nothing to await), or None when only
+        :meth:`resolve` can build it. Asked once per handler type."""
+        return None
+
+
+class NoContainer(ContainerAdapter):
+    """No container: handlers are built with no arguments."""
+
+    async def resolve(self, type_: type[T]) -> T:
+        return type_()
+
+    def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
+        return type_
+
+
+class ResolvingAdapter(ContainerAdapter):
+    """Any object with ``async def resolve(type_)`` (the :class:`Container` protocol)."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    async def resolve(self, type_: type[T]) -> T:
+        return await self.container.resolve(type_)
+
+
+class DiAdapter(ContainerAdapter):
+    """A ``di.Container``: each handler solved once, executed in a fresh ``request`` scope."""
+
+    def __init__(self, container: typing.Any) -> None:
+        self.container = container
+        self._solved: dict[type, typing.Any] = {}
+
+    def _solve(self, type_: type) -> typing.Any:
         from di.dependent import Dependent
 
-        solved = self._di_solved.get(type_)
+        solved = self._solved.get(type_)
         if solved is None:
-            container: typing.Any = self._container
-            solved = container.solve(Dependent(type_, scope="request"), scopes=["request"])
-            self._di_solved[type_] = solved
+            solved = self.container.solve(Dependent(type_, scope="request"), scopes=["request"])
+            self._solved[type_] = solved
         return solved
 
-    def _plan_di(self, type_: type) -> Factory | None:
-        dag = self._solved_di(type_).dag
+    def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
+        dag = self._solve(type_).dag
         if len(dag) == 1:
             (only,) = dag
             call = only.call
             if isinstance(call, type) and not dag[only]:
-                return typing.cast(Factory, call)
+                return typing.cast(typing.Callable[[], T], call)
         return None
 
-    async def _resolve_di(self, type_: type) -> typing.Any:
+    async def resolve(self, type_: type[T]) -> T:
         from di.executors import AsyncExecutor
 
-        container: typing.Any = self._container
-        solved = self._solved_di(type_)
-        async with container.enter_scope("request") as state:
-            return await solved.execute_async(executor=AsyncExecutor(), state=state)
+        solved = self._solve(type_)
+        async with self.container.enter_scope("request") as state:
+            return typing.cast(T, await solved.execute_async(executor=AsyncExecutor(), state=state))
 
-    # -- dependency_injector ----------------------------------------------------------------------
-    def _plan_dependency_injector(self, type_: type) -> Factory | None:
-        # The provider of exactly ``type_`` wins; failing that, one of a subclass stands in for it.
+
+class DependencyInjectorAdapter(ContainerAdapter):
+    """A ``dependency_injector`` container: the provider whose class is the handler type builds it
+    (one of a subclass stands in for it); a type no provider makes is built with no arguments."""
+
+    def __init__(self, container: typing.Any) -> None:
+        self.container = container
+        self._providers: dict[type, Factory] = {}
+
+    def _provider(self, type_: type) -> Factory:
+        found = self._providers.get(type_)
+        if found is not None:
+            return found
         # traverse() walks a set, so "the first match" alone would vary from run to run.
-        container: typing.Any = self._container
         stand_in: Factory | None = None
-        for provider in container.traverse():
+        for provider in self.container.traverse():
             provided = getattr(provider, "cls", None) or getattr(provider, "provides", None)
             if provided is type_:
-                return typing.cast(Factory, provider)
+                stand_in = typing.cast(Factory, provider)
+                break
             if stand_in is None and isinstance(provided, type) and issubclass(provided, type_):
                 stand_in = typing.cast(Factory, provider)
-        return stand_in if stand_in is not None else type_
+        found = self._providers[type_] = stand_in if stand_in is not None else type_
+        return found
+
+    async def resolve(self, type_: type[T]) -> T:
+        instance = self._provider(type_)()
+        if inspect.isawaitable(instance):  # a provider with an async dependency returns an awaitable
+            instance = await instance
+        return typing.cast(T, instance)
+
+
+class DishkaAdapter(ContainerAdapter):
+    """A ``dishka.AsyncContainer``: ``await container.get(type_)``. Provide handlers uncached
+    (``provide(Handler, scope=..., cache=False)``) so that each request and event gets a fresh one."""
+
+    def __init__(self, container: typing.Any) -> None:
+        self.container = container
+
+    async def resolve(self, type_: type[T]) -> T:
+        return typing.cast(T, await self.container.get(type_))
+
+
+def _loaded_class(module: str, name: str) -> type | None:
+    # A container of a package that was never imported cannot be an instance of its class: nothing
+    # needs importing to tell.
+    loaded = sys.modules.get(module)
+    found = getattr(loaded, name, None) if loaded is not None else None
+    return found if isinstance(found, type) else None
+
+
+def adapter_for(container: object | None) -> ContainerAdapter:
+    """The adapter for ``container`` (see the module docs), recognised by ``isinstance``."""
+    if container is None:
+        return NoContainer()
+    if isinstance(container, ContainerAdapter):
+        return container
+    known: tuple[tuple[str, str, typing.Callable[[typing.Any], ContainerAdapter]], ...] = (
+        ("di", "Container", DiAdapter),
+        ("dependency_injector.containers", "Container", DependencyInjectorAdapter),
+        ("dishka", "AsyncContainer", DishkaAdapter),
+    )
+    for module, name, adapter in known:
+        cls = _loaded_class(module, name)
+        if cls is not None and isinstance(container, cls):
+            return adapter(container)
+    if isinstance(container, Container):
+        return ResolvingAdapter(container)
+    raise TypeError(
+        f"{type(container).__qualname__} is not a supported container: pass a di.Container, a "
+        "dependency_injector or dishka container, an object with `async def resolve(type_)`, a "
+        "mediator.container.ContainerAdapter, or None"
+    )
+
+
+class Resolver:
+    """Builds handler instances through the mediator's adapter, with its plain factories cached."""
+
+    def __init__(self, container: object | None) -> None:
+        self.adapter = adapter_for(container)
+        self._factories: dict[type, Factory | None] = {}
+
+    def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
+        """A callable that returns a ready instance of ``type_`` (nothing to await); None when only
+        :meth:`resolve` can build it. For hot paths: no coroutine per instance."""
+        try:
+            return self._factories[type_]
+        except KeyError:
+            factory = self._factories[type_] = self.adapter.plain_factory(type_)
+            return factory
+
+    async def resolve(self, type_: type[T]) -> T:
+        """A fresh instance of ``type_``."""
+        factory = self.plain_factory(type_)
+        if factory is not None:
+            return factory()
+        return await self.adapter.resolve(type_)
