@@ -61,7 +61,7 @@ def test_each_supported_container_gets_its_own_adapter_by_isinstance() -> None:
 
 
 def test_an_unsupported_container_is_refused_saying_what_is_accepted() -> None:
-    with pytest.raises(TypeError, match="dict is not a supported container.*ContainerAdapter"):
+    with pytest.raises(TypeError, match=r"dict is not a supported container.*ContainerAdapter"):
         adapter_for({})
 
 
