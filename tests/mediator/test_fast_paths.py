@@ -1,0 +1,121 @@
+"""Every fast path of the event side agrees with the plain path.
+
+An event-handler run takes one of several paths: a handler built by a plain call and run in the run's
+own coroutine (the fast path: no container coroutine, one coroutine fewer), one resolved through a
+container's ``resolve``, one wrapped by ``event_handler_timeout`` or a behaviour, and one inside an
+observer's scope (or an observer that keeps the null scope, which skips entering it). The same
+scenario through each must give the same outcome: what was handled, in what order per stream, the
+cascades, and the same error for a failing handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import typing
+
+import pytest
+
+import mediator
+from mediator import bootstrap
+from mediator.behaviours import NextEventRun
+from mediator.observe import NullObserver
+from tests.mediator.fakes import Happened, Item, Produce, collect
+
+
+class Cascaded(mediator.DomainEvent, frozen=True):
+    n: int
+
+
+RECORD: list[str] = []
+
+
+class Records(mediator.EventHandler[Happened]):
+    def __init__(self) -> None:
+        self._events: list[mediator.Event] = []
+
+    async def handle(self, event: Happened) -> None:
+        await asyncio.sleep(0)
+        if event.tag == "fail" and event.n == 1:
+            raise LookupError(f"no such thing as {event.n}")
+        RECORD.append(f"happened {event.n}")
+        self._events.append(Cascaded(n=event.n))
+
+
+class RecordsCascade(mediator.EventHandler[Cascaded]):
+    async def handle(self, event: Cascaded) -> None:
+        RECORD.append(f"cascaded {event.n}")
+
+
+class Emitting(mediator.StreamingRequestHandler[Produce, Item]):
+    async def handle(self, request: Produce) -> typing.AsyncIterator[Item]:
+        for n in range(request.count):
+            self._events = [Happened(n=n, tag=request.tag)]
+            yield Item(n=n)
+
+
+class Resolving:
+    """A container that only resolves (no plain factory): the container path."""
+
+    async def resolve(self, type_: type[typing.Any]) -> typing.Any:
+        await asyncio.sleep(0)
+        return type_()
+
+
+class Scoped(NullObserver):
+    def event_handler_scope(self, event: mediator.Event, handler: str, item: int | None) -> typing.Any:
+        return contextlib.nullcontext()
+
+
+async def passing(event: mediator.Event, handler: str, call_next: NextEventRun) -> typing.Any:
+    return await call_next()
+
+
+PATHS: dict[str, dict[str, typing.Any]] = {
+    "plain build, own coroutine (fast)": {},
+    "container resolve": {"di_container": Resolving()},
+    "event_handler_timeout": {"event_handler_timeout": 30},
+    "behaviour": {"event_handler_behaviours": [passing]},
+    "observer keeping the null scope": {"observer": NullObserver()},
+    "observer with a scope": {"observer": Scoped()},
+}
+
+
+def events(mapper: mediator.EventMap) -> None:
+    mapper.bind(Happened, Records)
+    mapper.bind(Cascaded, RecordsCascade)
+
+
+def run(options: dict[str, typing.Any], tag: str) -> tuple[list[str], BaseException | None, list[Item]]:
+    RECORD.clear()
+    mediator_ = bootstrap.bootstrap_streaming(
+        commands_mapper=lambda mapper: mapper.bind(Produce, Emitting),
+        domain_events_mapper=events,
+        **{"di_container": None, **options},
+    )
+    items: list[Item] = []
+    error: BaseException | None = None
+    try:
+        asyncio.run(collect(mediator_.stream(Produce(count=3, tag=tag)), into=items))
+    except mediator.EventHandlerError as raised:
+        error = raised
+    return list(RECORD), error, items
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("tag", ["ok", "fail"])
+def test_each_event_path_agrees_with_the_plain_one(path: str, tag: str) -> None:
+    expected_record, expected_error, expected_items = run({}, tag)
+    record, error, items = run(PATHS[path], tag)
+    assert record == expected_record
+    assert items == expected_items
+    assert (type(error), str(error), type(error.__cause__) if error else None) == (
+        type(expected_error),
+        str(expected_error),
+        type(expected_error.__cause__) if expected_error else None,
+    )
+    if tag == "ok":
+        assert record == [f"{kind} {n}" for n in range(3) for kind in ("happened", "cascaded")]
+    else:
+        assert error is not None
+        assert "LookupError: no such thing as 1" in str(error)
