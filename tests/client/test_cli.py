@@ -200,6 +200,24 @@ def test_bad_usage_exits_2(args: list[str]) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
 
 
+@pytest.mark.parametrize("args", [["--help"], ["orders", "process", "--help"]])
+def test_help_shows_flags_as_flags_not_as_options_taking_a_bool(args: list[str]) -> None:
+    # typer 0.29 shows a flag as `--tls <bool>`, and `--tls true` then fails as an unknown command.
+    done = subprocess.run(
+        [sys.executable, "-m", "client", *args],
+        cwd=ROOT,
+        env={**cli_env(), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    flags = [line for line in done.stdout.splitlines() if re.search(r"--(tls|trace|json)\b(?!-)", line)]
+    assert flags, done.stdout
+    assert [line for line in flags if "<bool>" in line] == []
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
