@@ -218,6 +218,17 @@ def test_help_shows_flags_as_flags_not_as_options_taking_a_bool(args: list[str])
     assert [line for line in flags if "<bool>" in line] == []
 
 
+def test_without_the_cli_extra_the_command_line_says_what_to_install() -> None:
+    # As if typer were not installed (the library's `client` extra without `cli`).
+    program = "import sys; sys.modules['typer'] = None; from client.__main__ import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == "rill: the command line needs typer: pip install 'rill-grpc[cli]'"
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
