@@ -245,7 +245,10 @@ def test_sigint_mid_stream_cancels_and_exits_130(server_process: ServerProcess) 
         preexec_fn=_default_sigint,
     ) as process:
         assert process.stdout is not None
-        FileProcessedResult.model_validate_json(process.stdout.readline())
+        assert process.stderr is not None
+        first = process.stdout.readline()
+        assert first, f"the command line ended before its first result: {process.stderr.read()}"
+        FileProcessedResult.model_validate_json(first)
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)
