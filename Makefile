@@ -16,6 +16,8 @@ install: $(VENV)/.installed $(GENERATED) node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# The distribution was called `rill` before `rill-grpc`: a venv made then has both installed.
+	$(PY) -m pip uninstall --quiet --yes rill 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 

@@ -19,7 +19,7 @@ import typing
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 PACKAGES = (
-    "rill",
+    "rill-grpc",
     "grpcio",
     "protobuf",
     "pydantic",

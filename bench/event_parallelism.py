@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-ms", type=float, default=20.0, help="part 2: per item event (default 20)")
     parser.add_argument("--rounds", type=int, default=5, help="medians over rounds (default 5)")
     options = parser.parse_args(argv)
-    for line in _common.environment(("rill", "pydantic", "python-cqrs", "di")):
+    for line in _common.environment(("rill-grpc", "pydantic", "python-cqrs", "di")):
         print(line)
     logger = __import__("logging").getLogger("cqrs")
     logger.addHandler(__import__("logging").NullHandler())

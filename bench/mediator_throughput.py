@@ -354,7 +354,7 @@ def _environment() -> list[str]:
         "eager tasks (Python >= 3.12)" if sys.version_info >= (3, 12) else "plain tasks (Python 3.11)"
     )
     return [
-        *environment(("rill", "pydantic", "pydantic-core", "di", "python-cqrs")),
+        *environment(("rill-grpc", "pydantic", "pydantic-core", "di", "python-cqrs")),
         f"loop:     asyncio {type(loop).__name__}; our event path: {event_path}",
     ]
 

@@ -9,13 +9,24 @@
             async for result in results:
                 print(result.order_id, result.status)
 
-Results are the service's own pydantic models (``OrderProcessedResult``, ``OrderView``,
-``FileProcessedResult``); failures raise the :mod:`client.exceptions` hierarchy.
+Any RPC of any service is called with its generated classes, with the same deadlines, retries,
+metadata and errors::
+
+    async with client.stream("/reports.v1.ReportService/ExportRows", request, reports_pb2.Row) as rows:
+        async for row in rows:
+            ...
+    export = await client.call("/reports.v1.ReportService/GetExport", request, reports_pb2.Export)
+
+The demo's typed methods return the client's own pydantic models (``OrderProcessedResult``,
+``OrderView``, ``FileProcessedResult``: the fields of the service's models, read from the contract);
+failures raise the :mod:`client.exceptions` hierarchy. The client depends on the contract only
+(``protos``, ``rill_wire``): ``import client`` loads neither ``server`` nor ``mediator``.
 """
 
 from client._calls import OnRetry, ResponseStream
 from client._client import DEFAULT, DEFAULT_ADDRESS, RillClient
 from client._options import NO_RETRY, TLS, RetryPolicy
+from client._results import FileProcessedResult, OrderProcessedResult, OrderView
 from client.exceptions import (
     Cancelled,
     DeadlineExceeded,
@@ -30,8 +41,6 @@ from client.exceptions import (
     Unavailable,
     Unimplemented,
 )
-from server.services.files import FileProcessedResult
-from server.services.orders import OrderProcessedResult, OrderView
 
 __all__ = [
     "DEFAULT",

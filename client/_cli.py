@@ -59,6 +59,10 @@ __all__ = ["EXIT_INTERRUPTED", "EXIT_NOT_SERVING", "EXIT_PIPE_CLOSED", "app", "e
 
 T = typing.TypeVar("T")
 
+# A flag takes no value, but typer 0.29's help shows one as `--tls <bool>` unless given a metavar,
+# and users then try `--tls true` (an unknown command 'true').
+_FLAG = ""
+
 EXIT_NOT_SERVING = 4
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141
@@ -184,7 +188,8 @@ def connection(
         typer.Option(min=1, help="Attempts on UNAVAILABLE before anything was received (1: no retry)."),
     ] = RetryPolicy.max_attempts,
     tls: typing.Annotated[
-        bool, typer.Option("--tls", help="Use TLS, verifying the server with the system's roots.")
+        bool,
+        typer.Option("--tls", metavar=_FLAG, help="Use TLS, verifying the server with the system's roots."),
     ] = False,
     cacert: typing.Annotated[
         pathlib.Path | None,
@@ -210,7 +215,7 @@ def connection(
     ] = None,
     trace: typing.Annotated[
         bool,
-        typer.Option("--trace", help="Start a new sampled trace and print its id on stderr."),
+        typer.Option("--trace", metavar=_FLAG, help="Start a new sampled trace and print its id on stderr."),
     ] = False,
 ) -> None:
     """Call the rill service: process orders and files as live streams, read orders back."""
@@ -306,7 +311,7 @@ FileIds = typing.Annotated[
     typer.Argument(metavar="ID", show_default=False, help="Paths under the service's storage root."),
 ]
 JsonOption = typing.Annotated[
-    bool, typer.Option("--json", help="One JSON object per line instead of the live display.")
+    bool, typer.Option("--json", metavar=_FLAG, help="One JSON object per line instead of the live display.")
 ]
 
 

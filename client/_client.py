@@ -1,4 +1,4 @@
-"""The async client: one typed method per RPC of the rill service."""
+"""The async client: a generic call for any RPC of any service, and one typed method per demo RPC."""
 
 from __future__ import annotations
 
@@ -8,31 +8,35 @@ import typing
 import uuid
 
 import grpc
+from google.protobuf import message as proto_message
+from google.protobuf.descriptor import MethodDescriptor
 from grpc_health.v1 import health_pb2
 
 from client._calls import Attempts, OnRetry, ResponseStream, unary_call
 from client._options import TLS, RetryPolicy
+from client._results import (
+    FileProcessedResult,
+    OrderProcessedResult,
+    OrderView,
+    file_result,
+    order_result,
+    order_view,
+)
 from protos.files.v1 import files_pb2
 from protos.orders.v1 import orders_pb2
-from server.convert import to_model
-from server.services.files import FileProcessedResult
-from server.services.orders import OrderProcessedResult, OrderView
+from rill_wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, bearer
 
 __all__ = ["DEFAULT_ADDRESS", "RillClient"]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-REQUEST_ID_KEY = "x-request-id"
 
 _PROCESS_ORDERS = "/orders.v1.OrderService/ProcessOrders"
 _GET_ORDER = "/orders.v1.OrderService/GetOrder"
 _PROCESS_FILES = "/files.v1.FileService/ProcessFiles"
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
-_to_order_result = to_model(orders_pb2.OrderProcessedResult.DESCRIPTOR, OrderProcessedResult)
-_to_order_view = to_model(orders_pb2.Order.DESCRIPTOR, OrderView)
-_to_file_result = to_model(files_pb2.FileProcessedResult.DESCRIPTOR, FileProcessedResult)
-
 T = typing.TypeVar("T")
+M = typing.TypeVar("M", bound=proto_message.Message)
 
 Metadata: typing.TypeAlias = typing.Sequence[tuple[str, str]]
 
@@ -87,7 +91,7 @@ class RillClient:
         self._on_retry = on_retry
         self._metadata: tuple[tuple[str, str], ...] = tuple((key.lower(), value) for key, value in metadata)
         if token is not None:
-            self._metadata += (("authorization", f"Bearer {token}"),)
+            self._metadata += ((AUTHORIZATION_KEY, bearer(token)),)
         options: dict[str, typing.Any] = {"grpc.primary_user_agent": "rill-client"}
         options.update(self.retry.channel_options())
         if tls is not None and tls.server_name:
@@ -144,12 +148,54 @@ class RillClient:
         extra = tuple((key.lower(), value) for key, value in metadata)
         return (*self._metadata, *extra, (REQUEST_ID_KEY, attempts.request_id))
 
+    def stream(
+        self,
+        method: str | MethodDescriptor,
+        request: proto_message.Message,
+        response_class: type[M],
+        *,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        request_id: str | None = None,
+    ) -> ResponseStream[M]:
+        """Call any server-streaming RPC, given its generated classes: its responses as they arrive.
+
+        ::
+
+            rows = client.stream("/reports.v1.ReportService/ExportRows", request, reports_pb2.Row)
+            async with rows:
+                async for row in rows:                # reports_pb2.Row, as each arrives
+                    ...
+
+        ``method`` is the RPC's path (``/package.Service/Method``) or its ``MethodDescriptor``
+        (``reports_pb2.DESCRIPTOR.services_by_name["ReportService"].methods_by_name["ExportRows"]``,
+        checked against the request and response classes). The same deadline, retries, metadata,
+        request id and :mod:`client.exceptions` as the typed methods.
+        """
+        path = _path(method, request, response_class, streaming=True)
+        return self._stream(path, request, _as_is, response_class, timeout, metadata, request_id)
+
+    async def call(
+        self,
+        method: str | MethodDescriptor,
+        request: proto_message.Message,
+        response_class: type[M],
+        *,
+        timeout: Timeout = DEFAULT,  # noqa: ASYNC109 - a gRPC deadline sent with the call, not a local cancel scope
+        metadata: Metadata = (),
+        request_id: str | None = None,
+    ) -> M:
+        """Call any unary RPC, given its generated classes: its response (see :meth:`stream`)."""
+        path = _path(method, request, response_class, streaming=False)
+        response = await self._unary(path, request, response_class, timeout, metadata, request_id)
+        return typing.cast(M, response)
+
     def _stream(
         self,
         method: str,
-        request: typing.Any,
+        request: proto_message.Message,
         convert: typing.Callable[[typing.Any], T],
-        response_class: typing.Any,
+        response_class: type[proto_message.Message],
         timeout: Timeout,
         metadata: Metadata,
         request_id: str | None,
@@ -172,8 +218,8 @@ class RillClient:
     async def _unary(
         self,
         method: str,
-        request: typing.Any,
-        response_class: typing.Any,
+        request: proto_message.Message,
+        response_class: type[proto_message.Message],
         timeout: Timeout,  # noqa: ASYNC109 - a gRPC deadline sent with the call, not a local cancel scope
         metadata: Metadata,
         request_id: str | None,
@@ -211,7 +257,7 @@ class RillClient:
         return self._stream(
             _PROCESS_ORDERS,
             request,
-            _to_order_result,
+            order_result,
             orders_pb2.OrderProcessedResult,
             timeout,
             metadata,
@@ -229,7 +275,7 @@ class RillClient:
         """What the service recorded for a processed order; ``NotFound`` if it never was."""
         request = orders_pb2.GetOrderRequest(order_id=order_id)
         message = await self._unary(_GET_ORDER, request, orders_pb2.Order, timeout, metadata, request_id)
-        return _to_order_view(message)
+        return order_view(message)
 
     def process_files(
         self,
@@ -248,7 +294,7 @@ class RillClient:
         return self._stream(
             _PROCESS_FILES,
             request,
-            _to_file_result,
+            file_result,
             files_pb2.FileProcessedResult,
             timeout,
             metadata,
@@ -270,3 +316,31 @@ class RillClient:
             _HEALTH_CHECK, request, health_pb2.HealthCheckResponse, timeout, metadata, request_id
         )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def _as_is(message: M) -> M:
+    return message
+
+
+def _path(
+    method: str | MethodDescriptor,
+    request: proto_message.Message,
+    response_class: type[proto_message.Message],
+    *,
+    streaming: bool,
+) -> str:
+    """The RPC's path; with a descriptor, checked against the request, response and call kind."""
+    if isinstance(method, str):
+        if not method.startswith("/") or method.count("/") != 2:
+            raise ValueError(f"expected an RPC path /package.Service/Method, got {method!r}")
+        return method
+    if method.client_streaming or method.server_streaming != streaming:
+        use = "call() for a unary RPC" if streaming else "stream() for a server-streaming RPC"
+        raise ValueError(f"{method.full_name}: use {use}; client streaming is not supported")
+    expected = (method.input_type.full_name, method.output_type.full_name)
+    given = (request.DESCRIPTOR.full_name, response_class.DESCRIPTOR.full_name)
+    if given != expected:
+        raise TypeError(
+            f"{method.full_name} takes {expected[0]} and answers {expected[1]}, not {given[0]}, {given[1]}"
+        )
+    return f"/{method.containing_service.full_name}/{method.name}"

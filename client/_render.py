@@ -29,8 +29,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from server.services.files import FileProcessedResult
-from server.services.orders import OrderProcessedResult, OrderView
+from client._results import FileProcessedResult, OrderProcessedResult, OrderView
 
 __all__ = ["Display", "JsonLines", "LiveProgress", "PlainLines", "describe"]
 

@@ -30,6 +30,8 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from rill_wire import REQUEST_ID_KEY
+
 __all__ = [
     "Cancelled",
     "DeadlineExceeded",
@@ -45,8 +47,6 @@ __all__ = [
     "Unimplemented",
     "from_rpc_error",
 ]
-
-REQUEST_ID_KEY = "x-request-id"
 
 
 class FieldViolation(typing.NamedTuple):

@@ -1,7 +1,7 @@
 """rill's gRPC service: the mediator's streams served as server-streaming RPCs (and over HTTP/SSE).
 
-The names below are loaded on first use, so that importing a light module of the package (the
-client imports ``server.services`` and ``server.convert``) does not load the whole server stack.
+The names below are loaded on first use, so that importing a light module of the package (e.g.
+``server.convert`` or ``server.services``) does not load the whole server stack.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import grpc
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rill_wire import AUTHORIZATION_KEY, BEARER
 from server.calls import REQUEST_ID_KEY, request_id_from
 from server.errors import PermissionDenied, ServiceError, Unauthenticated, status_for
 
@@ -29,7 +30,7 @@ __all__ = [
     "check_bearer",
 ]
 
-AUTHORIZATION = "authorization"
+AUTHORIZATION = AUTHORIZATION_KEY
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
 OPEN_HTTP_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 
@@ -39,7 +40,7 @@ def check_bearer(expected: str, header: str | None) -> ServiceError | None:
     if not header:
         return Unauthenticated("this service needs 'authorization: Bearer <token>'")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if scheme.lower() != BEARER.lower() or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         return PermissionDenied("the bearer token is not valid")
     return None
 

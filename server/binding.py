@@ -29,7 +29,7 @@ from google.protobuf import message as proto_message
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from mediator import Request, RequestMediator, Response, StreamingRequestMediator
+from mediator import Request, RequestMediator, StreamingRequestMediator
 from server.calls import CallRegistry
 from server.convert import BindingError, to_model, to_proto
 from server.errors import FieldViolation, InvalidArgument, SlowConsumer
@@ -39,11 +39,17 @@ __all__ = ["BoundRpc", "Rpc", "ServiceBinding"]
 
 @dataclasses.dataclass(frozen=True)
 class Rpc:
-    """One RPC of the service: its name in the .proto, and the mediator request and response models."""
+    """One RPC of the service: its name in the .proto, and the mediator request and response models.
+
+    ``response`` may also be the RPC's generated message class: the handler's items (or its result)
+    are then written as they are, with no conversion.
+    """
 
     name: str
     request: type[Request]
-    response: type[Response]
+    # type[Response] | type[Message], spelled type[Any] until the HTTP edge (which reads it as a
+    # pydantic model for OpenAPI and JSON) distinguishes the two.
+    response: type[typing.Any]
 
 
 class BoundRpc:

@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from rill_wire import REQUEST_ID_KEY
 from server.errors import Status, status_for
 from server.metrics import CallSeries, Metrics, RpcLabels
 from server.tracing import Tracing, trace_id_of
@@ -39,8 +40,6 @@ logger = logging.getLogger("server.calls")
 _CurrentTokens: typing.TypeAlias = (
     "tuple[contextvars.Token[Call | None], contextvars.Token[otel_context.Context] | None]"
 )
-
-REQUEST_ID_KEY = "x-request-id"
 
 _random_bits = random.getrandbits
 

@@ -5,10 +5,13 @@ Nested settings use ``__`` in the environment: ``RILL_ORDERS__MAX_CONCURRENT_EVE
 
 from __future__ import annotations
 
+import os
 import pathlib
+import tomllib
 import typing
 
 import pydantic
+import pydantic_core
 import pydantic_settings
 
 from mediator import EventDelivery
@@ -174,4 +177,49 @@ def load_settings(config_file: pathlib.Path | None = None, **overrides: typing.A
                 sources += (pydantic_settings.TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
             return sources
 
-    return Settings.model_validate(_FromFile(**overrides).model_dump())
+    try:
+        return Settings.model_validate(_FromFile(**overrides).model_dump())
+    except pydantic.ValidationError as error:
+        raise _with_sources(error, config_file, overrides) from None
+
+
+def _with_sources(
+    error: pydantic.ValidationError, config_file: pathlib.Path | None, overrides: dict[str, typing.Any]
+) -> pydantic.ValidationError:
+    """The same errors, each naming where its value came from (not the private class's name)."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    delimiter = str(Settings.model_config.get("env_nested_delimiter", "__"))
+    environment = {name.upper() for name in os.environ}
+    in_file: dict[str, typing.Any] = {}
+    if config_file is not None:
+        with config_file.open("rb") as file:
+            in_file = tomllib.load(file)
+
+    def source(loc: tuple[int | str, ...]) -> str:
+        path = [str(part) for part in loc]
+        if path and path[0] in overrides:
+            return "the command line"
+        for length in range(len(path), 0, -1):  # RILL_TLS__CERT_FILE, or RILL_TLS holding JSON
+            name = (prefix + delimiter.join(path[:length])).upper()
+            nested = sorted(variable for variable in environment if variable.startswith(name + delimiter))
+            if name in environment or nested:
+                return f"the environment: {', '.join([name] if name in environment else nested)}"
+        table: typing.Any = in_file
+        for part in path:
+            if not isinstance(table, dict) or part not in table:
+                return "the defaults"
+            table = table[part]
+        return f"{config_file}"
+
+    details: list[pydantic_core.InitErrorDetails] = []
+    for line in error.errors():
+        loc = tuple(line["loc"])
+        message = f"{line['msg']} (from {source(loc)})"
+        detail: pydantic_core.InitErrorDetails = {
+            # The message as a context value: braces in it are not a template.
+            "type": pydantic_core.PydanticCustomError(line["type"], "{message}", {"message": message}),
+            "loc": loc,
+            "input": line.get("input"),
+        }
+        details.append(detail)
+    return pydantic.ValidationError.from_exception_data("rill settings", details, hide_input=True)

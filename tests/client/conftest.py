@@ -64,14 +64,17 @@ async def fake_servers() -> typing.AsyncIterator[FakeServers]:
 
 
 class ServerProcess:
-    """``python -m server --address 127.0.0.1:0`` as a child process, with its log lines at hand."""
+    """``python -m server --address 127.0.0.1:0`` as a child process, with its log lines at hand.
 
-    def __init__(self) -> None:
+    ``python`` and ``cwd``: another interpreter (e.g. a venv the wheel is installed in), run elsewhere.
+    """
+
+    def __init__(self, python: str = sys.executable, cwd: pathlib.Path = ROOT) -> None:
         # No HTTP edge: its fixed default port would collide with other servers started by tests.
         env = {**os.environ, "RILL_GRACE_PERIOD": "1", "RILL_HTTP_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--address", "127.0.0.1:0"],
-            cwd=ROOT,
+            [python, "-m", "server", "--address", "127.0.0.1:0"],
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -200,6 +200,35 @@ def test_bad_usage_exits_2(args: list[str]) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
 
 
+@pytest.mark.parametrize("args", [["--help"], ["orders", "process", "--help"]])
+def test_help_shows_flags_as_flags_not_as_options_taking_a_bool(args: list[str]) -> None:
+    # typer 0.29 shows a flag as `--tls <bool>`, and `--tls true` then fails as an unknown command.
+    done = subprocess.run(
+        [sys.executable, "-m", "client", *args],
+        cwd=ROOT,
+        env={**cli_env(), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    flags = [line for line in done.stdout.splitlines() if re.search(r"--(tls|trace|json)\b(?!-)", line)]
+    assert flags, done.stdout
+    assert [line for line in flags if "<bool>" in line] == []
+
+
+def test_without_the_cli_extra_the_command_line_says_what_to_install() -> None:
+    # As if typer were not installed (the library's `client` extra without `cli`).
+    program = "import sys; sys.modules['typer'] = None; from client.__main__ import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == "rill: the command line needs typer: pip install 'rill-grpc[cli]'"
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -216,7 +245,10 @@ def test_sigint_mid_stream_cancels_and_exits_130(server_process: ServerProcess) 
         preexec_fn=_default_sigint,
     ) as process:
         assert process.stdout is not None
-        FileProcessedResult.model_validate_json(process.stdout.readline())
+        assert process.stderr is not None
+        first = process.stdout.readline()
+        assert first, f"the command line ended before its first result: {process.stderr.read()}"
+        FileProcessedResult.model_validate_json(first)
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)

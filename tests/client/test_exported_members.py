@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pydantic
+import pytest
+
 import client
 from client import exceptions
+from server.services import files, orders
 
 
 def test_client_exports() -> None:
@@ -38,12 +42,19 @@ def test_client_exports() -> None:
         assert getattr(client, name) is not None
 
 
-def test_results_are_the_service_models_not_copies() -> None:
-    from server.services import files, orders
-
-    assert client.OrderProcessedResult is orders.OrderProcessedResult
-    assert client.OrderView is orders.OrderView
-    assert client.FileProcessedResult is files.FileProcessedResult
+@pytest.mark.parametrize(
+    ("ours", "services"),
+    [
+        (client.OrderProcessedResult, orders.OrderProcessedResult),
+        (client.OrderView, orders.OrderView),
+        (client.FileProcessedResult, files.FileProcessedResult),
+    ],
+)
+def test_results_carry_the_service_models_fields(
+    ours: type[pydantic.BaseModel], services: type[pydantic.BaseModel]
+) -> None:
+    # The client has its own copies (it imports the contract, not the server): they must not drift.
+    assert ours.model_json_schema() == {**services.model_json_schema(), "description": ours.__doc__}
 
 
 def test_exceptions_exports() -> None:

@@ -14,13 +14,14 @@ from client import (
     NO_RETRY,
     DeadlineExceeded,
     FieldViolation,
+    FileProcessedResult,
     InvalidArgument,
     NotFound,
+    OrderProcessedResult,
+    OrderView,
     RillClient,
 )
 from server import RillServer
-from server.services.files import FileProcessedResult
-from server.services.orders import OrderProcessedResult, OrderView
 from tests.client.conftest import FakeServers
 from tests.client.fakes import FakeOrderService, hang_after
 

@@ -110,3 +110,17 @@ async def test_bad_configuration_is_a_clear_error(
     assert "cannot start" in text
     assert message in text
     assert "Traceback" not in text
+
+
+async def test_a_bad_setting_names_where_its_value_came_from(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "rill.toml"
+    config.write_text("[orders]\nmax_concurrent_event_handlers = 0\n")
+    process = await spawn_server("--config", str(config), env={"RILL_GRACE_PERIOD": "soon"})
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    text = stderr.decode()
+
+    assert process.returncode == 2
+    assert "2 validation errors for rill settings" in text
+    assert "_FromFile" not in text
+    assert "(from the environment: RILL_GRACE_PERIOD)" in text
+    assert f"(from {config})" in text
