@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PROTOS := $(wildcard protos/*/v1/*.proto)
+EXAMPLE_PROTOS := $(wildcard examples/*/v1/*.proto)
 GENERATED := protos/.generated
 PYTEST_ARGS ?=
 
@@ -23,13 +24,16 @@ $(VENV)/.installed: pyproject.toml
 
 # Python code for every contract in protos/, importable as protos.<package>.v1.<name>_pb2, with typed
 # stubs (mypy-protobuf) for the messages (_pb2.pyi) and the gRPC stubs and servicers (_pb2_grpc.pyi).
-$(GENERATED): $(PROTOS) $(VENV)/.installed
-	find protos -name '*_pb2*.py*' -delete
+$(GENERATED): $(PROTOS) $(EXAMPLE_PROTOS) $(VENV)/.installed
+	find protos examples -name '*_pb2*.py*' -delete
 	$(PY) -m grpc_tools.protoc -Iprotos=protos -Ithird_party/googleapis \
 		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
 		--python_out=. --mypy_out=. --grpc_python_out=. --mypy_grpc_out=. $(PROTOS)
 	for dir in protos $$(dirname $(PROTOS) | sort -u) $$(dirname $$(dirname $(PROTOS)) | sort -u); do \
 		touch $$dir/__init__.py; done
+	# The example applications' contracts, as a team generates its own (docs/services.md).
+	$(PY) -m server.protoc $(EXAMPLE_PROTOS)
+	for dir in $$(dirname $(EXAMPLE_PROTOS) | sort -u); do touch $$dir/__init__.py; done
 	touch $@
 
 proto: $(GENERATED)
