@@ -92,3 +92,4 @@ bench: install
 clean:
 	rm -rf $(VENV) node_modules $(GENERATED) .mypy_cache .ruff_cache .pytest_cache examples/web/gen examples/web/dist
 	find protos -name '*_pb2*.py*' -delete -o -name '__init__.py' -delete
+	find examples -path '*/v1/*_pb2*.py*' -delete -o -path '*/v1/__init__.py' -delete
