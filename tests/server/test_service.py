@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import pathlib
 
@@ -13,7 +14,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from mediator.exceptions import BrokerUnavailable
 from mediator.message_brokers.memory import InMemoryMessageBroker
+from mediator.message_brokers.protocol import Message
 from protos.files.v1 import files_pb2, files_pb2_grpc
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import RillServer, Settings, create_server
@@ -91,6 +94,55 @@ async def test_invalid_orders_are_refused_with_field_violations(
             pytest.fail("nothing may be streamed for an invalid request")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [violation_field for violation_field, _ in field_violations(raised.value)] == [field]
+
+
+async def test_many_bad_ids_answer_invalid_argument_with_the_first_violations_and_a_count(
+    channel: grpc.aio.Channel,
+) -> None:
+    # One violation per id made a BadRequest larger than grpc's 16 KiB metadata limit: the client
+    # got RESOURCE_EXHAUSTED instead. The longest violations the service makes: ids one over the limit.
+    orders = orders_pb2_grpc.OrderServiceStub(channel)
+    for order_ids in ([""] * 150, ["x" * 129] * 10_000):
+        call = orders.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=order_ids))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in call:
+                pytest.fail("nothing may be streamed for an invalid request")
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+        violations = field_violations(raised.value)
+        assert [field for field, _ in violations] == [f"order_ids[{i}]" for i in range(20)] + ["request"]
+        assert violations[-1][1] == f"and {len(order_ids) - 20} more violations, not listed"
+        assert f"(and {len(order_ids) - 5} more)" in (raised.value.details() or "")
+
+
+class _UnavailableBroker:
+    """A broker that is down: what RabbitMQMessageBroker raises once its retries are spent."""
+
+    async def send_message(self, message: Message) -> None:
+        raise BrokerUnavailable(
+            f"RabbitMQ at amqp://guest:******@10.0.0.7:5672/ did not confirm message {message.message_id} "
+            "after 4 attempts: AMQPConnectionError('connection refused')"
+        )
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_an_unavailable_broker_tells_the_client_the_cause_and_the_log_the_details(
+    server_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = create_server(server_settings, broker=_UnavailableBroker())
+    async with server, grpc.aio.insecure_channel(server.address) as channel:
+        call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
+            orders_pb2.ProcessOrdersRequest(order_ids=["a"]), metadata=(("x-request-id", "req-7"),)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in call:
+                pass
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.details() == "notification broker unavailable (request id req-7)"
+    [logged] = [r for r in caplog.records if r.name == "server.calls" and r.levelno == logging.ERROR]
+    assert "req-7" in logged.getMessage()
+    assert "amqp://guest:******@10.0.0.7:5672/ did not confirm message" in (logged.exc_text or "")
 
 
 async def test_process_files_hashes_each_file_and_reports_missing_ones(
