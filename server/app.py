@@ -19,11 +19,13 @@ from mediator.message_brokers.protocol import MessageBroker
 from mediator.observe import MediatorObserver
 from protos.files.v1 import files_pb2
 from protos.orders.v1 import orders_pb2
+from server.admission import AdmissionInterceptor
 from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import Rpc, ServiceBinding
 from server.brokers import StartableBroker, broker_from_url
 from server.calls import CallRegistry
 from server.http import HttpServer, create_http_app
+from server.logs import quiet_grpc_decode_errors
 from server.metrics import Metrics
 from server.services import files, orders
 from server.settings import ServiceSettings, Settings
@@ -40,10 +42,10 @@ class Handlers(containers.DeclarativeContainer):
     """How every handler of the service is built; shared state lives in singletons."""
 
     config = providers.Configuration()
-    order_book = providers.Singleton(orders.OrderBook)
+    order_book = providers.Singleton(orders.OrderBook, capacity=config.orders_kept)
     order_analytics = providers.Singleton(orders.OrderAnalytics)
     file_storage = providers.Singleton(files.FileStorage, root=config.storage_root)
-    file_ledger = providers.Singleton(files.FileLedger)
+    file_ledger = providers.Singleton(files.FileLedger, capacity=config.files_kept)
 
     process_orders = providers.Factory(orders.ProcessOrdersCommandHandler)
     get_order = providers.Factory(orders.GetOrderQueryHandler, book=order_book)
@@ -83,12 +85,19 @@ class RillServer:
     """Both services over gRPC, and over HTTP/SSE when ``http_address`` is set. ``async with`` runs it."""
 
     def __init__(
-        self, settings: Settings, *, broker: MessageBroker | None = None, tracing: Tracing | None = None
+        self,
+        settings: Settings,
+        *,
+        broker: MessageBroker | None = None,
+        tracing: Tracing | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
         self.broker: MessageBroker = broker if broker is not None else InMemoryMessageBroker()
         self.handlers = Handlers()
         self.handlers.config.storage_root.from_value(settings.storage_root)
+        self.handlers.config.orders_kept.from_value(settings.limits.orders_kept)
+        self.handlers.config.files_kept.from_value(settings.limits.files_kept)
         self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
         self.metrics = Metrics() if settings.metrics else None
         self.tracing = tracing if tracing is not None else Tracing.from_settings(settings.tracing)
@@ -127,10 +136,16 @@ class RillServer:
         # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         token = settings.auth_token.get_secret_value() if settings.auth_token is not None else ""
+        quiet_grpc_decode_errors()
+        limits = settings.limits
+        self.admission = AdmissionInterceptor(
+            max_in_flight=limits.max_concurrent_rpcs, request_timeout=limits.request_timeout
+        )
+        interceptors: list[typing.Any] = [self.admission]  # first: it bounds what the others return
+        if token:
+            interceptors.append(BearerTokenInterceptor(token))
         self._server = grpc.aio.server(
-            options=settings.limits.grpc_options(),
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
-            maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
+            options=limits.grpc_options(reuse_port=reuse_port), interceptors=interceptors
         )
         for binding in self.bindings:
             handlers = binding.method_handlers(self.calls, stall_timeout=settings.limits.stall_timeout)
@@ -150,12 +165,15 @@ class RillServer:
                 ),
                 self._server,
             )
-        if settings.tls.enabled:
-            self.port = self._server.add_secure_port(settings.address, settings.tls.server_credentials())
-        else:
-            self.port = self._server.add_insecure_port(settings.address)
+        try:
+            if settings.tls.enabled:
+                self.port = self._server.add_secure_port(settings.address, settings.tls.server_credentials())
+            else:
+                self.port = self._server.add_insecure_port(settings.address)
+        except RuntimeError:  # grpc's "Failed to bind to address …"
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"could not bind {settings.address}")
+            raise OSError(f"cannot listen on {settings.address}: the address is in use or not available")
         host = settings.address.rpartition(":")[0]
         self.address = f"{host}:{self.port}"
         self.http: HttpServer | None = None
@@ -247,14 +265,23 @@ class RillServer:
 
 
 def create_server(
-    settings: Settings | None = None, *, broker: MessageBroker | None = None, tracing: Tracing | None = None
+    settings: Settings | None = None,
+    *,
+    broker: MessageBroker | None = None,
+    tracing: Tracing | None = None,
+    reuse_port: bool = False,
 ) -> RillServer:
     """Build the server from explicit settings (``Settings()`` holds the embedded defaults).
 
     The message broker is ``broker`` if given, else the one ``settings.broker`` names; the tracer is
     ``tracing`` if given (tests pass one with an in-memory exporter), else ``settings.tracing``'s.
+    ``reuse_port``: share the port with other processes (``python -m server --workers``); otherwise a
+    port already in use fails the start-up.
     """
     settings = settings if settings is not None else Settings()
     return RillServer(
-        settings, broker=broker if broker is not None else broker_from_url(settings.broker), tracing=tracing
+        settings,
+        broker=broker if broker is not None else broker_from_url(settings.broker),
+        tracing=tracing,
+        reuse_port=reuse_port,
     )
