@@ -71,6 +71,10 @@ class RawH2:
             self._h2.send_data(stream_id, grpc_frame(body), end_stream=True)
         return stream_id
 
+    def end_stream(self, stream_id: int) -> None:
+        """Half-close a stream (END_STREAM), whether or not its message was sent."""
+        self._h2.end_stream(stream_id)
+
     async def read_until(
         self,
         done: typing.Callable[[RawH2], bool],
