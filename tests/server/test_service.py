@@ -188,6 +188,40 @@ async def test_file_ids_leaving_the_storage_root_are_refused_before_anything_is_
     assert [field for field, _ in field_violations(raised.value)] == [f"file_ids[{i}]" for i in range(1, 6)]
 
 
+async def test_a_link_swapped_in_after_the_check_is_not_followed(
+    rill_server: RillServer, storage_root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    # The check resolves every id before the stream starts; the files are opened one by one later.
+    # A directory swapped for a link to outside the root in between must not be followed.
+    (storage_root / "sub").mkdir()
+    (storage_root / "sub" / "secret.txt").write_text("inside")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside")
+    inside_hash = hashlib.sha256(b"inside").hexdigest()
+    outside_hash = hashlib.sha256(b"outside").hexdigest()
+    ids = ["sub/secret.txt"] * 1_000
+    # bdp_probe=0 keeps the client's window at 64 KiB: the server can run at most ~600 results
+    # (~110 bytes each) ahead, so the later files are opened after the swap below.
+    async with grpc.aio.insecure_channel(
+        rill_server.address, options=[("grpc.http2.bdp_probe", 0)]
+    ) as channel:
+        call = files_pb2_grpc.FileServiceStub(channel).ProcessFiles(
+            files_pb2.ProcessFilesRequest(file_ids=ids)
+        )
+        first = await call.read()
+        assert first is not grpc.aio.EOF
+        assert first.sha256 == inside_hash
+        (storage_root / "sub").rename(storage_root / "sub-before")
+        os.symlink(outside, storage_root / "sub")
+        results = [first]
+        while (result := await call.read()) is not grpc.aio.EOF:
+            results.append(result)
+    assert len(results) == 1_000
+    assert outside_hash not in {result.sha256 for result in results}, "a file outside the root was read"
+    assert {(r.status, r.sha256) for r in results} == {("completed", inside_hash), ("not_found", "")}
+
+
 async def test_undecodable_request_body_is_invalid_argument(channel: grpc.aio.Channel) -> None:
     call = channel.unary_stream(
         "/orders.v1.OrderService/ProcessOrders", request_serializer=None, response_deserializer=None
