@@ -29,7 +29,7 @@ def peak_rss_kib(pid: int | str = "self") -> int:
 
 def stats(server: RillServer) -> dict[str, typing.Any]:
     return {
-        "orders_recorded": len(server.handlers.order_book()),
+        "orders_recorded": server.handlers.order_book().recorded,  # it keeps the last limits.orders_kept
         "analytics_events": sum(server.handlers.order_analytics().per_category.values()),
         "calls_active": server.calls.active,
         "peak_rss_kib": peak_rss_kib(),

@@ -1,9 +1,11 @@
 """``python -m server``: run the service until SIGTERM or SIGINT, then drain and exit 0.
 
 ``--workers N`` runs N server processes on one port (``SO_REUSEPORT``: the kernel spreads connections
-over them). The workers are started before any gRPC object exists in this process, which only
-supervises: SIGTERM/SIGINT are passed on to every worker, and it exits 0 when they all did. gRPC is
-served by every worker; the HTTP/SSE edge by worker 0 only. The event loop is uvloop when it is
+over them). Only they share it: a server started on a port that is in use (by another rill server or
+anything else) exits 2 naming the address, instead of silently taking half of its connections. The
+workers are started before any gRPC object exists in this process, which only supervises:
+SIGTERM/SIGINT are passed on to every worker, and it exits 0 when they all did. gRPC is served by
+every worker; the HTTP/SSE edge by worker 0 only. The event loop is uvloop when it is
 installed (``--loop asyncio`` to opt out): it serves more messages per CPU second (bench/README.md).
 """
 
@@ -73,7 +75,12 @@ async def serve(args: argparse.Namespace) -> None:
         overrides["metrics_address"] = args.metrics_address
     settings = load_settings(args.config, **overrides)
     configure_logging(settings.log_level, settings.log_format)
-    server = create_server(settings, services=load_services(args.app) if args.app else None)
+    # Workers of one supervisor share the port; a server on its own must have it to itself.
+    server = create_server(
+        settings,
+        services=load_services(args.app) if args.app else None,
+        reuse_port=args.worker_index is not None,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -109,6 +116,22 @@ def _exit_with_supervisor() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _check_port_free(address: str) -> None:
+    """OSError naming ``address`` if something listens there already (the workers would share it)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family, kind, proto, _, where = socket.getaddrinfo(
+        host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        # SO_REUSEADDR: connections in TIME_WAIT from an earlier run do not count; a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(where)
+        except OSError as error:
+            raise OSError(f"cannot listen on {address}: {error.strerror or error}") from None
+
+
 def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     """Start ``args.workers`` workers on one port, pass SIGTERM/SIGINT on; 0 if they all exit 0."""
     overrides = {"address": args.address} if args.address else {}
@@ -124,6 +147,11 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
         return 2
     if settings.address.endswith(":0"):
         print("rill server: --workers needs a fixed port: port 0 cannot be shared", file=sys.stderr)
+        return 2
+    try:
+        _check_port_free(settings.address)
+    except OSError as error:
+        print(f"rill server: cannot start: {error}", file=sys.stderr)
         return 2
     workers: list[subprocess.Popen[bytes]] = []
     stopping = False

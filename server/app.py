@@ -20,6 +20,7 @@ from mediator.message_brokers.protocol import MessageBroker, broker_name
 from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import MediatorObserver
 from server.apps import Services, checked_bindings
+from server.admission import AdmissionInterceptor
 from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import ServiceBinding
 from server.brokers import StartableBroker
@@ -27,6 +28,7 @@ from server.calls import CallRegistry
 from server.connect import connect_edge
 from server.demo import DemoApp
 from server.http import HttpServer, create_http_app
+from server.logs import quiet_grpc_decode_errors
 from server.metrics import Metrics
 from server.settings import Settings
 from server.tracing import Tracing
@@ -57,6 +59,7 @@ class RillServer:
         *,
         tracing: Tracing | None = None,
         handlers: typing.Any = None,
+        reuse_port: bool = False,
     ) -> None:
         if not services:
             raise ValueError("a server needs at least one service binding")
@@ -96,10 +99,16 @@ class RillServer:
         # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         token = settings.auth_token.get_secret_value() if settings.auth_token is not None else ""
+        quiet_grpc_decode_errors()
+        limits = settings.limits
+        self.admission = AdmissionInterceptor(
+            max_in_flight=limits.max_concurrent_rpcs, request_timeout=limits.request_timeout
+        )
+        interceptors: list[typing.Any] = [self.admission]  # first: it bounds what the others return
+        if token:
+            interceptors.append(BearerTokenInterceptor(token))
         self._server = grpc.aio.server(
-            options=settings.limits.grpc_options(),
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
-            maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
+            options=limits.grpc_options(reuse_port=reuse_port), interceptors=interceptors
         )
         for binding in self.bindings:
             handlers = binding.method_handlers(self.calls, stall_timeout=settings.limits.stall_timeout)
@@ -119,12 +128,15 @@ class RillServer:
                 ),
                 self._server,
             )
-        if settings.tls.enabled:
-            self.port = self._server.add_secure_port(settings.address, settings.tls.server_credentials())
-        else:
-            self.port = self._server.add_insecure_port(settings.address)
+        try:
+            if settings.tls.enabled:
+                self.port = self._server.add_secure_port(settings.address, settings.tls.server_credentials())
+            else:
+                self.port = self._server.add_insecure_port(settings.address)
+        except RuntimeError:  # grpc's "Failed to bind to address …"
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"could not bind {settings.address}")
+            raise OSError(f"cannot listen on {settings.address}: the address is in use or not available")
         host = settings.address.rpartition(":")[0]
         self.address = f"{host}:{self.port}"
         self.http: HttpServer | None = None
@@ -249,6 +261,7 @@ def create_server(
     services: Services | None = None,
     broker: MessageBroker | None = None,
     tracing: Tracing | None = None,
+    reuse_port: bool = False,
 ) -> RillServer:
     """Build a server from explicit settings (``Settings()`` holds the embedded defaults).
 
@@ -256,13 +269,16 @@ def create_server(
     without it, the demo (:mod:`server.demo`), whose notifications go to ``broker`` if given, else to
     the one ``settings.broker`` names (another application gives its mediators their own broker).
     ``tracing``: the tracer if given (tests pass one with an in-memory exporter), else
-    ``settings.tracing``'s.
+    ``settings.tracing``'s. ``reuse_port``: share the port with other processes (``python -m server
+    --workers``); otherwise a port already in use fails the start-up.
     """
     settings = settings if settings is not None else Settings()
     if services is None:
         demo = DemoApp(settings, broker)
-        return RillServer(settings, demo.bindings, tracing=tracing, handlers=demo.handlers)
+        return RillServer(
+            settings, demo.bindings, tracing=tracing, handlers=demo.handlers, reuse_port=reuse_port
+        )
     if broker is not None:
         raise TypeError("broker= is the demo's: give your own mediators their message_broker")
     bindings = services(settings) if callable(services) else services
-    return RillServer(settings, checked_bindings(bindings, "services"), tracing=tracing)
+    return RillServer(settings, checked_bindings(bindings, "services"), tracing=tracing, reuse_port=reuse_port)

@@ -3,7 +3,7 @@
 ================================================  ==============================================
 ``broker``                                        notifications go to
 ================================================  ==============================================
-``memory`` (default)                              an in-memory list (lost on exit)
+``memory`` (default)                              the last 10,000 messages, in memory (lost on exit)
 ``devnull``                                       nowhere
 ``amqp://user:password@host:5672/vhost``          RabbitMQ: the durable topic exchange
 ``amqps://...``                                   ``rill.notifications``, routing key = topic

@@ -29,10 +29,10 @@ class Handlers(containers.DeclarativeContainer):
     """How every handler of the demo is built; shared state lives in singletons."""
 
     config = providers.Configuration()
-    order_book = providers.Singleton(orders.OrderBook)
+    order_book = providers.Singleton(orders.OrderBook, capacity=config.orders_kept)
     order_analytics = providers.Singleton(orders.OrderAnalytics)
     file_storage = providers.Singleton(files.FileStorage, root=config.storage_root)
-    file_ledger = providers.Singleton(files.FileLedger)
+    file_ledger = providers.Singleton(files.FileLedger, capacity=config.files_kept)
 
     process_orders = providers.Factory(orders.ProcessOrdersCommandHandler)
     get_order = providers.Factory(orders.GetOrderQueryHandler, book=order_book)
@@ -49,6 +49,8 @@ class DemoApp:
         self.broker = broker if broker is not None else broker_from_url(settings.broker)
         self.handlers = Handlers()
         self.handlers.config.storage_root.from_value(settings.storage_root)
+        self.handlers.config.orders_kept.from_value(settings.limits.orders_kept)
+        self.handlers.config.files_kept.from_value(settings.limits.files_kept)
         self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
         orders_settings, files_settings = settings.service("orders"), settings.service("files")
 

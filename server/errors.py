@@ -7,7 +7,9 @@ Service errors::
     ├── NotFound          the thing asked for does not exist
     ├── Unauthenticated   no credentials (no bearer token)          (server.auth)
     ├── PermissionDenied  credentials, but not valid ones            (server.auth)
-    └── SlowConsumer      the client took no item for too long       (server.binding)
+    ├── SlowConsumer      the client took no item for too long       (server.binding)
+    ├── TooManyCalls      limits.max_concurrent_rpcs calls are in flight   (server.admission)
+    └── RequestTimeout    the request message did not arrive in time       (server.admission)
 
 Mapping (:func:`status_for`), the same for the gRPC and the HTTP edge (:attr:`Status.http_status`):
 
@@ -17,13 +19,19 @@ exception                                              status
 ``pydantic.ValidationError``, :class:`InvalidArgument`  INVALID_ARGUMENT + BadRequest
 :class:`NotFound`                                      NOT_FOUND
 :class:`Unauthenticated` / :class:`PermissionDenied`   UNAUTHENTICATED / PERMISSION_DENIED
-:class:`SlowConsumer`                                  RESOURCE_EXHAUSTED
+:class:`SlowConsumer`, :class:`TooManyCalls`            RESOURCE_EXHAUSTED
+:class:`RequestTimeout`                                DEADLINE_EXCEEDED
 ``mediator.exceptions.HandlerNotFound``                UNIMPLEMENTED
 ``mediator.exceptions.BrokerUnavailable`` (or as the   UNAVAILABLE
-cause of an ``EventHandlerError``)
+cause of an ``EventHandlerError``): the client is told
+"notification broker unavailable", the log gets the rest
 ``mediator.exceptions.EventHandlingError``             INTERNAL ("event processing failed")
 anything else                                          INTERNAL (no internals leaked)
 =====================================================  =====================
+
+A status always fits grpc's 16 KiB limit on trailing metadata (a longer one reaches the client as
+RESOURCE_EXHAUSTED instead): the ``BadRequest`` detail carries the first :data:`MAX_VIOLATIONS`
+violations, each description cut to :data:`MAX_DESCRIPTION`, and says how many it left out.
 """
 
 from __future__ import annotations
@@ -44,8 +52,11 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ServiceError",
+    "MAX_VIOLATIONS",
+    "RequestTimeout",
     "SlowConsumer",
     "Status",
+    "TooManyCalls",
     "Unauthenticated",
     "status_for",
 ]
@@ -87,6 +98,20 @@ class SlowConsumer(ServiceError):
     """The client accepted no item for longer than the stream's stall timeout."""
 
 
+class TooManyCalls(ServiceError):
+    """As many calls as ``limits.max_concurrent_rpcs`` are in flight: this one is refused."""
+
+
+class RequestTimeout(ServiceError):
+    """The call's request message did not arrive within ``limits.request_timeout``."""
+
+
+MAX_VIOLATIONS = 20
+"""Field violations a status carries at most (the first ones; a last entry counts the others)."""
+MAX_DESCRIPTION = 200
+"""Characters of one violation's description at most (pydantic's messages can quote the input)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Status:
     """What a caller is told: a code, a message, and the field violations, if any."""
@@ -102,12 +127,26 @@ class Status:
         """The HTTP status of the same outcome (INVALID_ARGUMENT is 422, as for any invalid body)."""
         return _HTTP_STATUS.get(self.code, 500)
 
+    def reported_violations(self) -> tuple[FieldViolation, ...]:
+        """The violations a caller is sent: at most :data:`MAX_VIOLATIONS` + 1, descriptions cut.
+
+        Beyond the limit, the last entry (field ``request``) says how many were left out.
+        """
+        shown = tuple(
+            FieldViolation(v.field[:MAX_DESCRIPTION], _cut(v.description))
+            for v in self.violations[:MAX_VIOLATIONS]
+        )
+        hidden = len(self.violations) - len(shown)
+        if hidden > 0:
+            shown += (FieldViolation("request", f"and {hidden} more violations, not listed"),)
+        return shown
+
     def to_json(self) -> dict[str, typing.Any]:
         """The ``google.rpc.Status`` shape as JSON, with the code's name: what the HTTP edge answers."""
         body: dict[str, typing.Any] = {"code": self.code.name, "message": self.message}
         if self.violations:
             body["field_violations"] = [
-                {"field": v.field, "description": v.description} for v in self.violations
+                {"field": v.field, "description": v.description} for v in self.reported_violations()
             ]
         return body
 
@@ -118,13 +157,17 @@ class Status:
             bad_request = error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in self.violations
+                    for v in self.reported_violations()
                 ]
             )
             packed = any_pb2.Any()
             packed.Pack(bad_request)
             details.append(packed)
         return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
 _HTTP_STATUS = {
@@ -180,7 +223,7 @@ def _broker_unavailable(error: BaseException) -> BrokerUnavailable | None:
 
 
 def _invalid(violations: tuple[FieldViolation, ...]) -> Status:
-    summary = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
+    summary = "; ".join(f"{v.field}: {_cut(v.description)}" for v in violations[:5])
     more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
     return Status(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}{more}", violations)
 
@@ -197,14 +240,20 @@ def status_for(error: Exception, request_id: str) -> Status:
         return Status(grpc.StatusCode.UNAUTHENTICATED, str(error))
     if isinstance(error, PermissionDenied):
         return Status(grpc.StatusCode.PERMISSION_DENIED, str(error))
-    if isinstance(error, SlowConsumer):
+    if isinstance(error, SlowConsumer | TooManyCalls):
         return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+    if isinstance(error, RequestTimeout):
+        return Status(grpc.StatusCode.DEADLINE_EXCEEDED, str(error))
     if isinstance(error, HandlerNotFound):
         return Status(grpc.StatusCode.UNIMPLEMENTED, "this method has no handler")
     unavailable = _broker_unavailable(error)
     if unavailable is not None:
+        # What the client can act on (retry later); the broker's URL, the message id and the
+        # exception's text are for the log, which gets the error with its traceback (expected=False).
         return Status(
-            grpc.StatusCode.UNAVAILABLE, f"message broker unavailable: {unavailable}", expected=False
+            grpc.StatusCode.UNAVAILABLE,
+            f"notification broker unavailable (request id {request_id})",
+            expected=False,
         )
     if isinstance(error, EventHandlingError):
         return Status(

@@ -90,19 +90,35 @@ class OrderView(mediator.Response):
 
 
 class OrderBook:
-    """What the service knows about processed orders (in memory: the demo's store)."""
+    """What the service knows about processed orders: the ``capacity`` most recently recorded.
 
-    def __init__(self) -> None:
-        self._orders: dict[str, OrderView] = {}
+    In memory (the demo's store), so bounded: a service that runs for weeks must not keep every
+    order it ever saw (~1.5 KiB each). Recording an order again makes it the most recent; beyond
+    ``capacity`` the oldest is forgotten and ``GetOrder`` answers NOT_FOUND for it. ``recorded``
+    counts every order recorded since start.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if capacity < 1:
+            raise ValueError("an OrderBook keeps at least one order")
+        self.capacity = capacity
+        self.recorded = 0
+        self._orders: collections.OrderedDict[str, OrderView] = collections.OrderedDict()
 
     def record(self, order: OrderView) -> None:
+        self.recorded += 1
         self._orders[order.order_id] = order
+        self._orders.move_to_end(order.order_id)
+        if len(self._orders) > self.capacity:
+            self._orders.popitem(last=False)
 
     def get(self, order_id: str) -> OrderView:
         try:
             return self._orders[order_id]
         except KeyError:
-            raise NotFound(f"order {order_id!r} was never processed") from None
+            raise NotFound(
+                f"order {order_id!r} is not known (the service keeps the last {self.capacity:,} orders)"
+            ) from None
 
     def __len__(self) -> int:
         return len(self._orders)

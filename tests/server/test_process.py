@@ -124,3 +124,35 @@ async def test_a_bad_setting_names_where_its_value_came_from(tmp_path: pathlib.P
     assert "_FromFile" not in text
     assert "(from the environment: RILL_GRACE_PERIOD)" in text
     assert f"(from {config})" in text
+
+
+async def exit_of(process: asyncio.subprocess.Process, timeout: float = 30) -> tuple[int | None, str]:  # noqa: ASYNC109
+    """The exit code and stderr of a process expected to exit by itself; killed if it does not."""
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    except TimeoutError:
+        process.kill()
+        _, stderr = await process.communicate()
+        return None, f"still running after {timeout:g} s: {stderr.decode()}"
+    return process.returncode, stderr.decode()
+
+
+async def test_a_second_server_on_a_port_in_use_exits_2_naming_the_address(
+    server_process: ServerProcess,
+) -> None:
+    # grpc turns SO_REUSEPORT on by default: the second server used to start and take half the calls.
+    second = await spawn_server("--address", server_process.address)
+    code, text = await exit_of(second)
+    assert code == 2, text
+    assert f"cannot start: cannot listen on {server_process.address}" in text
+    assert "Traceback" not in text
+    async with grpc.aio.insecure_channel(server_process.address) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert response.status == health_pb2.HealthCheckResponse.SERVING, "the first server is untouched"
+
+
+async def test_workers_on_a_port_in_use_exit_2_naming_the_address(server_process: ServerProcess) -> None:
+    workers = await spawn_server("--address", server_process.address, "--workers", "2")
+    code, text = await exit_of(workers)
+    assert code == 2, text
+    assert f"cannot start: cannot listen on {server_process.address}" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import pathlib
 
@@ -13,7 +14,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from mediator.exceptions import BrokerUnavailable
 from mediator.message_brokers.memory import InMemoryMessageBroker
+from mediator.message_brokers.protocol import Message
 from protos.files.v1 import files_pb2, files_pb2_grpc
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import RillServer, Settings, create_server
@@ -93,6 +96,55 @@ async def test_invalid_orders_are_refused_with_field_violations(
     assert [violation_field for violation_field, _ in field_violations(raised.value)] == [field]
 
 
+async def test_many_bad_ids_answer_invalid_argument_with_the_first_violations_and_a_count(
+    channel: grpc.aio.Channel,
+) -> None:
+    # One violation per id made a BadRequest larger than grpc's 16 KiB metadata limit: the client
+    # got RESOURCE_EXHAUSTED instead. The longest violations the service makes: ids one over the limit.
+    orders = orders_pb2_grpc.OrderServiceStub(channel)
+    for order_ids in ([""] * 150, ["x" * 129] * 10_000):
+        call = orders.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=order_ids))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in call:
+                pytest.fail("nothing may be streamed for an invalid request")
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+        violations = field_violations(raised.value)
+        assert [field for field, _ in violations] == [f"order_ids[{i}]" for i in range(20)] + ["request"]
+        assert violations[-1][1] == f"and {len(order_ids) - 20} more violations, not listed"
+        assert f"(and {len(order_ids) - 5} more)" in (raised.value.details() or "")
+
+
+class _UnavailableBroker:
+    """A broker that is down: what RabbitMQMessageBroker raises once its retries are spent."""
+
+    async def send_message(self, message: Message) -> None:
+        raise BrokerUnavailable(
+            f"RabbitMQ at amqp://guest:******@10.0.0.7:5672/ did not confirm message {message.message_id} "
+            "after 4 attempts: AMQPConnectionError('connection refused')"
+        )
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_an_unavailable_broker_tells_the_client_the_cause_and_the_log_the_details(
+    server_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = create_server(server_settings, broker=_UnavailableBroker())
+    async with server, grpc.aio.insecure_channel(server.address) as channel:
+        call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
+            orders_pb2.ProcessOrdersRequest(order_ids=["a"]), metadata=(("x-request-id", "req-7"),)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in call:
+                pass
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.details() == "notification broker unavailable (request id req-7)"
+    [logged] = [r for r in caplog.records if r.name == "server.calls" and r.levelno == logging.ERROR]
+    assert "req-7" in logged.getMessage()
+    assert "amqp://guest:******@10.0.0.7:5672/ did not confirm message" in (logged.exc_text or "")
+
+
 async def test_process_files_hashes_each_file_and_reports_missing_ones(
     channel: grpc.aio.Channel, storage_root: pathlib.Path
 ) -> None:
@@ -134,6 +186,40 @@ async def test_file_ids_leaving_the_storage_root_are_refused_before_anything_is_
             pytest.fail("nothing may be streamed when any id leaves the root")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [field for field, _ in field_violations(raised.value)] == [f"file_ids[{i}]" for i in range(1, 6)]
+
+
+async def test_a_link_swapped_in_after_the_check_is_not_followed(
+    rill_server: RillServer, storage_root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    # The check resolves every id before the stream starts; the files are opened one by one later.
+    # A directory swapped for a link to outside the root in between must not be followed.
+    (storage_root / "sub").mkdir()
+    (storage_root / "sub" / "secret.txt").write_text("inside")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside")
+    inside_hash = hashlib.sha256(b"inside").hexdigest()
+    outside_hash = hashlib.sha256(b"outside").hexdigest()
+    ids = ["sub/secret.txt"] * 1_000
+    # bdp_probe=0 keeps the client's window at 64 KiB: the server can run at most ~600 results
+    # (~110 bytes each) ahead, so the later files are opened after the swap below.
+    async with grpc.aio.insecure_channel(
+        rill_server.address, options=[("grpc.http2.bdp_probe", 0)]
+    ) as channel:
+        call = files_pb2_grpc.FileServiceStub(channel).ProcessFiles(
+            files_pb2.ProcessFilesRequest(file_ids=ids)
+        )
+        first = await call.read()
+        assert first is not grpc.aio.EOF
+        assert first.sha256 == inside_hash
+        (storage_root / "sub").rename(storage_root / "sub-before")
+        os.symlink(outside, storage_root / "sub")
+        results = [first]
+        while (result := await call.read()) is not grpc.aio.EOF:
+            results.append(result)
+    assert len(results) == 1_000
+    assert outside_hash not in {result.sha256 for result in results}, "a file outside the root was read"
+    assert {(r.status, r.sha256) for r in results} == {("completed", inside_hash), ("not_found", "")}
 
 
 async def test_undecodable_request_body_is_invalid_argument(channel: grpc.aio.Channel) -> None:
