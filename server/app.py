@@ -19,8 +19,8 @@ import mediator
 from mediator.message_brokers.protocol import MessageBroker, broker_name
 from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import MediatorObserver
-from server.apps import Services, checked_bindings
 from server.admission import AdmissionInterceptor
+from server.apps import Services, checked_bindings
 from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import ServiceBinding
 from server.brokers import StartableBroker
@@ -281,4 +281,6 @@ def create_server(
     if broker is not None:
         raise TypeError("broker= is the demo's: give your own mediators their message_broker")
     bindings = services(settings) if callable(services) else services
-    return RillServer(settings, checked_bindings(bindings, "services"), tracing=tracing, reuse_port=reuse_port)
+    return RillServer(
+        settings, checked_bindings(bindings, "services"), tracing=tracing, reuse_port=reuse_port
+    )
