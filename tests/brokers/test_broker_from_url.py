@@ -81,7 +81,7 @@ def test_settings_read_rill_broker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_create_server_builds_the_broker_the_settings_name() -> None:
-    server = create_server(Settings(address="127.0.0.1:0", broker="devnull"))
+    server = create_server(Settings(address="127.0.0.1:0", http_address="", broker="devnull"))
     assert isinstance(server.broker, DevnullMessageBroker)
     await server.stop(grace=0)
 

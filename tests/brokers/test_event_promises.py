@@ -54,7 +54,9 @@ async def test_strict_every_received_item_is_found_while_the_bound_is_saturated(
     received = 0
     try:
         stream_channels = [grpc.aio.insecure_channel(server.address) for _ in range(4)]
-        lookups = grpc.aio.insecure_channel(server.address)
+        # A connection of its own: channels to one address share a connection, whose stream limit
+        # (limits.max_concurrent_streams) the 100 streams fill while each waits for its lookup.
+        lookups = grpc.aio.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
         get_order = orders_pb2_grpc.OrderServiceStub(lookups).GetOrder  # type: ignore[no-untyped-call]
 
         async def stream(index: int) -> None:

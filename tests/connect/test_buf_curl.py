@@ -84,4 +84,7 @@ async def test_buf_curl_gets_invalid_argument_with_the_field_violations(
 async def test_buf_curl_gets_not_found(http_service: RillServer, protocol: str) -> None:
     code, _, stderr = await buf_curl(http_service, protocol, GET_ORDER, {"order_id": "never"})
     assert code != 0
-    assert json.loads(stderr) == {"code": "not_found", "message": "order 'never' was never processed"}
+    assert json.loads(stderr) == {
+        "code": "not_found",
+        "message": "order 'never' is not known (the service keeps the last 10,000 orders)",
+    }

@@ -124,12 +124,15 @@ async def test_invalid_argument_has_the_same_code_and_violations_on_every_protoc
 async def test_not_found_is_connects_not_found_and_grpc_webs_5(edge: httpx.AsyncClient) -> None:
     connect = await edge.post(GET_ORDER, json={"orderId": "never"})
     assert connect.status_code == 404
-    assert connect.json() == {"code": "not_found", "message": "order 'never' was never processed"}
+    assert connect.json() == {
+        "code": "not_found",
+        "message": "order 'never' is not known (the service keeps the last 10,000 orders)",
+    }
     request = orders_pb2.GetOrderRequest(order_id="never").SerializeToString()
     web = await edge.post(GET_ORDER, content=envelope(request), headers=GRPC_WEB)
     status = grpc_web_trailers(web)
     assert grpc_web_status(status) == (grpc.StatusCode.NOT_FOUND.value[0], [])
-    assert "never%20processed" in status["grpc-message"]
+    assert "is%20not%20known" in status["grpc-message"]
 
 
 async def test_an_undecodable_body_is_invalid_argument_not_unknown(edge: httpx.AsyncClient) -> None:
