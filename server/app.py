@@ -164,6 +164,8 @@ class RillServer:
                 self.bindings,
                 self.calls,
                 ping_seconds=settings.sse_ping_seconds,
+                stall_timeout=settings.limits.stall_timeout,
+                max_body_bytes=settings.limits.max_receive_message_bytes,
                 metrics=self.metrics.registry if self.metrics is not None else None,
             )
             if token:
