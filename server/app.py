@@ -170,10 +170,22 @@ class RillServer:
             )
             if token:
                 app = BearerTokenMiddleware(app, token)
-            self.http = HttpServer(app, settings.http_address, **settings.tls.uvicorn_options())
+            self.http = HttpServer(
+                app, settings.http_address, limits=settings.http_limits, **settings.tls.uvicorn_options()
+            )
         self.metrics_http: HttpServer | None = None
         if settings.metrics_address and self.metrics is not None:
-            self.metrics_http = HttpServer(make_asgi_app(self.metrics.registry), settings.metrics_address)
+            # The same TLS, token and connection limits as the edge: a scrape is a client like any other.
+            scrape: typing.Any = make_asgi_app(self.metrics.registry)
+            if token:
+                scrape = BearerTokenMiddleware(scrape, token, open_paths=())
+            self.metrics_http = HttpServer(
+                scrape,
+                settings.metrics_address,
+                limits=settings.http_limits,
+                name="metrics",
+                **settings.tls.uvicorn_options(),
+            )
         self._started = False
         self._stopped = False
 

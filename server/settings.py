@@ -13,6 +13,7 @@ import pydantic_settings
 
 from mediator import EventDelivery
 from server.brokers import check_broker_spec
+from server.http.limits import HttpLimitSettings
 from server.limits import LimitSettings
 from server.tls import TlsSettings
 from server.tracing import TracingSettings
@@ -66,6 +67,7 @@ class Settings(pydantic_settings.BaseSettings):
     )
     reflection: bool = pydantic.Field(True, description="serve gRPC server reflection")
     limits: LimitSettings = LimitSettings()
+    http_limits: HttpLimitSettings = HttpLimitSettings()
     metrics: bool = pydantic.Field(True, description="collect Prometheus metrics (server.metrics)")
     metrics_address: str = pydantic.Field(
         "", description="HOST:PORT serving /metrics on its own; empty: /metrics on the HTTP edge only"

@@ -1,7 +1,8 @@
 """A test handler that streams freely (no gate), for the HTTP edge's disconnect and fairness tests.
 
 ``ProcessOrders`` yields one item per id as fast as it can: without suspending at all (like the real
-handler), or awaiting a real suspension per item (``suspend``). It records, at the server, where and
+handler), or awaiting a real suspension per item (``suspend``); ``endless``, it cycles over the ids
+until it is stopped (more than a socket's buffers hold). It records, at the server, where and
 when its ``finally`` ran: in which task, and whether its call was still counted in flight.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import typing
 
 import mediator
@@ -21,9 +23,10 @@ from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderVie
 class Record:
     """What the running handler did, seen from the server."""
 
-    def __init__(self, calls: CallRegistry, *, suspend: bool) -> None:
+    def __init__(self, calls: CallRegistry, *, suspend: bool, endless: bool) -> None:
         self.calls = calls
         self.suspend = suspend
+        self.endless = endless
         self.produced = 0
         self.handled = 0
         self.started_in: asyncio.Task[typing.Any] | None = None
@@ -52,7 +55,8 @@ class RunningOrdersHandler(mediator.StreamingRequestHandler[ProcessOrdersCommand
         record = _record()
         record.started_in = asyncio.current_task()
         try:
-            for order_id in request.order_ids:
+            ids = itertools.cycle(request.order_ids) if record.endless else request.order_ids
+            for order_id in ids:
                 if record.suspend:
                     await asyncio.sleep(0)  # a real suspension, as an I/O-bound handler makes
                 record.produced += 1
@@ -82,10 +86,13 @@ class NoOrdersHandler(mediator.RequestHandler[GetOrderQuery, OrderView]):
         raise mediator.HandlerNotFound(type(request))
 
 
-def running_binding(calls: CallRegistry, *, suspend: bool) -> tuple[ServiceBinding, Record]:
-    """OrderService served by the running handler, and what it records."""
+def running_binding(
+    calls: CallRegistry, *, suspend: bool = False, endless: bool = False
+) -> tuple[ServiceBinding, Record]:
+    """OrderService served by the running handler (``endless``: cycling over the ids until stopped),
+    and what it records."""
     global RECORD
-    RECORD = Record(calls, suspend=suspend)
+    RECORD = Record(calls, suspend=suspend, endless=endless)
 
     def commands(mapper: mediator.RequestMap) -> None:
         mapper.bind(ProcessOrdersCommand, RunningOrdersHandler)
