@@ -23,9 +23,10 @@ from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderVie
 class Record:
     """What the running handler did, seen from the server."""
 
-    def __init__(self, calls: CallRegistry, *, suspend: bool, endless: bool) -> None:
+    def __init__(self, calls: CallRegistry, *, suspend: bool, endless: bool, pace: float) -> None:
         self.calls = calls
         self.suspend = suspend
+        self.pace = pace
         self.endless = endless
         self.produced = 0
         self.handled = 0
@@ -58,7 +59,7 @@ class RunningOrdersHandler(mediator.StreamingRequestHandler[ProcessOrdersCommand
             ids = itertools.cycle(request.order_ids) if record.endless else request.order_ids
             for order_id in ids:
                 if record.suspend:
-                    await asyncio.sleep(0)  # a real suspension, as an I/O-bound handler makes
+                    await asyncio.sleep(record.pace)  # a real suspension, as an I/O-bound handler makes
                 record.produced += 1
                 self._events.append(Ran(order_id=order_id))
                 yield OrderProcessedResult(
@@ -87,12 +88,13 @@ class NoOrdersHandler(mediator.RequestHandler[GetOrderQuery, OrderView]):
 
 
 def running_binding(
-    calls: CallRegistry, *, suspend: bool = False, endless: bool = False
+    calls: CallRegistry, *, suspend: bool = False, endless: bool = False, pace: float = 0.0
 ) -> tuple[ServiceBinding, Record]:
-    """OrderService served by the running handler (``endless``: cycling over the ids until stopped),
-    and what it records."""
+    """OrderService served by the running handler (``endless``: cycling over the ids until stopped;
+    ``pace``: the seconds each suspension lasts, for a page that must stay responsive), and what
+    it records."""
     global RECORD
-    RECORD = Record(calls, suspend=suspend, endless=endless)
+    RECORD = Record(calls, suspend=suspend, endless=endless, pace=pace)
 
     def commands(mapper: mediator.RequestMap) -> None:
         mapper.bind(ProcessOrdersCommand, RunningOrdersHandler)
