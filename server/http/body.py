@@ -2,9 +2,12 @@
 
 A declared ``content-length`` over the limit is refused before one byte of the body is read; a
 chunked body is read only up to the limit. Either way the answer is 413 with the documented error
-body, and ``connection: close``, so that the rest of the body is never read. Within the limit the
-body is read here, once, and handed to the application as one message; later ``receive()`` calls
-go to the server (they report the client's disconnect).
+body, sent at once. The rest of the body is then discarded as it arrives, never held (uvicorn drops
+the data of a request already answered), for at most ``http_limits.body_timeout``
+(:mod:`server.http.protocol`): a connection closed at once would reset a client still sending,
+and it would never read its 413. Within the limit the body is read here, once, and handed to the
+application as one message; later ``receive()`` calls go to the server (they report the client's
+disconnect).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ class BodyLimitMiddleware:
             request_id,
         )
         message = f"the request body is larger than {self.max_bytes} bytes"
-        response = problem_response(413, message, request_id, connection="close")
+        response = problem_response(413, message, request_id)
         await response(scope, receive, send)
 
 

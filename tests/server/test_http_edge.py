@@ -97,9 +97,9 @@ async def test_health_checks_are_answered_while_sse_streams_run(http_service: Ri
         try:
             for _ in range(checks):
                 under_load += not all(task.done() for task in readers)
-                # Idle, a check answers in ~2 ms: one second is a generous multiple, and no stream
-                # may hold the loop for that long.
-                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                # Idle, a check answers in ~2 ms: two seconds is a generous multiple (a busy CI
+                # machine), and no stream may hold the loop for that long (one took ~4 s).
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=2.0)
                 answered += reply.status == health_pb2.HealthCheckResponse.SERVING
                 await asyncio.sleep(0.05)
             progress = await asyncio.gather(*readers)
