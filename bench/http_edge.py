@@ -223,7 +223,7 @@ async def slow() -> None:
                 grpc_ok = "answered"
             except grpc.aio.AioRpcError as error:
                 grpc_ok = error.code().name
-        print(f"1,100 silent connections (server limit 1,024 fds): {refused} refused 503; gRPC health {grpc_ok}")
+        print(f"1,100 silent connections (1,024 fds): {refused} refused 503; gRPC health {grpc_ok}")
         for _, writer in held:
             writer.close()
 

@@ -47,8 +47,7 @@ class BodyLimitMiddleware:
         except _TooLarge as error:
             await self._refuse(scope, receive, send, error.args[0])
             return
-        if body is None:  # the client left while sending it
-            await self.app(scope, receive, send)
+        if body is None:  # the client left (or was closed: body_timeout) while sending it
             return
         delivered = False
 

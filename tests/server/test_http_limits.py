@@ -203,6 +203,19 @@ async def test_silent_and_trickling_connections_are_closed_after_the_header_time
         assert closed.result() == b"" or closed.result().startswith(b"HTTP/1.1 408 ")
 
 
+async def test_a_body_that_does_not_arrive_is_closed_after_the_body_timeout(
+    server_settings: Settings,
+) -> None:
+    limits = HttpLimitSettings(body_timeout=0.5)
+    async with serving(server_settings.model_copy(update={"http_limits": limits})) as server:
+        reader, writer = await connect(http_port(server))
+        writer.write(request_head("/v1/orders:process", "content-length: 100") + b'{"order_ids": [')
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), timeout=30) == b"", "closed, nothing answered"
+        await close(writer)
+        assert server.calls.active == 0
+
+
 async def test_connections_over_the_cap_are_refused_and_both_ports_keep_serving(
     server_settings: Settings,
 ) -> None:
