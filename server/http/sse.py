@@ -171,7 +171,6 @@ class SseStream(Response):
     ) -> None:
         self._open_stream = open_stream
         self._track = track
-        self._request_id = request_id
         self._ping = ping
         self._stall_timeout = stall_timeout
         self.status_code = 200
