@@ -8,7 +8,10 @@
   a 10,000-id SSE stream: how many were answered in time, p50/p99;
 - ``body``: a POST announcing 146 MB: time to the 413, bytes sent before it, server peak RSS;
 - ``slow``: 500 partial-header and 500 silent connections: how many are still open after the
-  header timeout (+2 s); then 1,100 silent connections: whether gRPC and HTTP still answer.
+  header timeout (+2 s); then 1,100 silent connections: whether gRPC and HTTP still answer;
+- ``sigterm``: SIGTERM (grace 3 s) while 20 SSE clients read 10,000-id streams and 200 gRPC
+  streams of 100 items run (each has its first item): how the gRPC streams end
+  (``SSE_READERS=0`` in the environment: the same without the SSE load).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import os
 import pathlib
 import resource
+import signal
 import sys
 import time
 import typing
@@ -29,6 +33,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench._common import percentile
+from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IDS = [f"o{i}" for i in range(10_000)]
@@ -102,6 +107,23 @@ def _post(address: str, body: bytes, length: int | None = None) -> bytes:
     return head.encode() + body
 
 
+async def _read_stream(address: str) -> int:
+    """A whole 10,000-id SSE stream read over a raw socket (cheap for the client): the bytes read."""
+    reader, writer = await _open(address)
+    writer.write(_post(address, json.dumps({"order_ids": IDS}).encode()))
+    total, tail = 0, b""
+    try:
+        while b"event: complete" not in tail and b"event: error" not in tail:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                break
+            total += len(chunk)
+            tail = (tail + chunk)[-256:]
+    finally:
+        writer.close()
+    return total
+
+
 async def _sent_over_http(client: httpx.AsyncClient) -> float:
     text = (await client.get("/metrics")).text
     total = 0.0
@@ -143,11 +165,7 @@ async def health(checks: int) -> None:
         idle, idle_ms = await _checks(stub, checks)
 
         async def read() -> int:
-            async with (
-                httpx.AsyncClient(base_url=f"http://{server.http}", timeout=300) as client,
-                client.stream("POST", "/v1/orders:process", json={"order_ids": IDS}) as response,
-            ):
-                return sum([line == "event: progress" async for line in response.aiter_lines()])
+            return await _read_stream(server.http)
 
         readers = [asyncio.create_task(read()) for _ in range(4)]
         loaded, loaded_ms = await _checks(stub, checks)
@@ -159,7 +177,7 @@ async def health(checks: int) -> None:
     print(
         f"health under 4 SSE readers x 10,000 items: {loaded}/{checks} answered within 5 s, "
         f"p50 {percentile(loaded_ms, 0.5):.1f} ms, p99 {percentile(loaded_ms, 0.99):.1f} ms "
-        f"(streams read {items})"
+        f"(bytes read per stream {items})"
     )
 
 
@@ -228,13 +246,74 @@ async def slow() -> None:
             writer.close()
 
 
+async def sigterm() -> None:
+    async with Server(RILL_GRACE_PERIOD="3") as server:
+        assert server.process is not None
+
+        async def sse() -> str:
+            try:
+                await _read_stream(server.http)
+                return "read"
+            except OSError as error:
+                return type(error).__name__
+
+        started = 0
+        all_started = asyncio.Event()
+
+        async def stream(stub: typing.Any, index: int) -> tuple[str, int]:
+            nonlocal started
+            ids = [f"g{index}-{i}" for i in range(100)]
+            items = 0
+            try:
+                request = orders_pb2.ProcessOrdersRequest(order_ids=ids)
+                async for _ in stub.ProcessOrders(request, timeout=60):
+                    items += 1
+                    if items == 1:
+                        started += 1
+                        if started == 200:
+                            all_started.set()
+                return "OK", items
+            except grpc.aio.AioRpcError as error:
+                return error.code().name, items
+
+        channels = [grpc.aio.insecure_channel(server.grpc) for _ in range(4)]
+        try:
+            readers = [asyncio.create_task(sse()) for _ in range(int(os.environ.get("SSE_READERS", "20")))]
+            await asyncio.sleep(0.5)  # the SSE streams are under way
+            stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels]
+            streams = [asyncio.create_task(stream(stubs[i % 4], i)) for i in range(200)]
+            # Every gRPC stream has its first item: then SIGTERM (a call not yet taken up by grpc
+            # when the server stops is refused, whatever the edge does).
+            waited = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_started.wait(), 60)
+            print(f"  {started} gRPC streams had their first item after {time.monotonic() - waited:.1f} s")
+            server.process.send_signal(signal.SIGTERM)
+            ends = await asyncio.gather(*streams)
+            await asyncio.gather(*readers)
+            code = await asyncio.wait_for(server.process.wait(), 60)
+        finally:
+            for channel in channels:
+                await channel.close()
+    codes: dict[str, int] = {}
+    for name, _ in ends:
+        codes[name] = codes.get(name, 0) + 1
+    complete = sum(1 for name, items in ends if name == "OK" and items == 100)
+    print(
+        f"SIGTERM (grace 3 s) with {len(readers)} SSE readers, 200 gRPC streams of 100 items under way: "
+        f"{codes}, {complete} complete; exit {code}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench http_edge", description=__doc__)
-    parser.add_argument("--only", choices=["disconnect", "health", "body", "slow"], action="append")
+    parser.add_argument(
+        "--only", choices=["disconnect", "health", "body", "slow", "sigterm"], action="append"
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--checks", type=int, default=40)
     options = parser.parse_args(argv)
-    chosen = options.only or ["disconnect", "health", "body", "slow"]
+    chosen = options.only or ["disconnect", "health", "body", "slow", "sigterm"]
 
     async def run() -> None:
         if "disconnect" in chosen:
@@ -245,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             await body()
         if "slow" in chosen:
             await slow()
+        if "sigterm" in chosen:
+            await sigterm()
 
     asyncio.run(run())
     return 0
