@@ -9,7 +9,9 @@ so enough silent ones exhaust the process's descriptors and stop the gRPC port a
 - a request's headers must arrive within ``header_timeout`` of the connection opening (or of the
   previous response ending), its body within ``body_timeout`` of its headers; otherwise 408 (if no
   response is under way) and the connection is closed;
-- an unparsable request gets the documented error body, not uvicorn's plain-text 400.
+- an unparsable request gets the documented error body, not uvicorn's plain-text 400;
+- a response that cannot be finished (an SSE stream whose client stopped reading) can close its
+  connection through the scope extension :data:`CLOSE_CONNECTION`.
 
 Idle keep-alive connections are uvicorn's own ``timeout_keep_alive``. Each limit logs a warning when
 it acts, at most one line per limit every ``_REPORT_EVERY`` seconds (with a count), so that an
@@ -19,17 +21,21 @@ attack does not flood the log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import typing
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from server.http.limits import HttpLimitSettings
 from server.http.problems import raw_response
 
-__all__ = ["guarded_protocol"]
+__all__ = ["CLOSE_CONNECTION", "guarded_protocol"]
+
+CLOSE_CONNECTION = "rill.close_connection"
+"""The ASGI scope extension (a callable) that ends a response's connection at once."""
 
 logger = logging.getLogger("server.http")
 
@@ -79,6 +85,17 @@ class _GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         self._follow()
 
+    def handle_events(self) -> None:
+        super().handle_events()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The cycle's scope is this very dict, and its task has not run yet: the application
+            # can end the connection of a response it cannot finish (server.http.sse, a stall).
+            extensions: dict[str, typing.Any] = typing.cast(typing.Any, self.scope).setdefault(
+                "extensions", {}
+            )
+            extensions[CLOSE_CONNECTION] = functools.partial(_close_connection, cycle, self.transport)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing():
@@ -123,6 +140,11 @@ class _GuardedH11Protocol(H11Protocol):
                 raw_response(408, f"the request's {what} did not arrive within {seconds:g} s")
             )
         self.transport.close()
+
+
+def _close_connection(cycle: RequestResponseCycle, transport: asyncio.Transport) -> None:
+    cycle.disconnected = True  # nothing more is sent, and uvicorn logs no unfinished response
+    transport.abort()  # not close(): that would wait, holding the buffers, for a reader that reads nothing
 
 
 def guarded_protocol(limits: HttpLimitSettings, name: str) -> type[asyncio.Protocol]:

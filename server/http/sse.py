@@ -36,6 +36,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mediator import Response as MediatorResponse
 from server.calls import REQUEST_ID_KEY, Call
 from server.errors import SlowConsumer, Status
+from server.http.protocol import CLOSE_CONNECTION
 
 __all__ = ["SseStream"]
 
@@ -204,6 +205,10 @@ class SseStream(Response):
                     call.failed(
                         SlowConsumer(f"{_STALLED} for {self._stall_timeout:g} s ({call.items} items)")
                     )
+                    # The socket takes nothing more: the response cannot be finished, only cut.
+                    close_connection = scope.get("extensions", {}).get(CLOSE_CONNECTION)
+                    if close_connection is not None:
+                        close_connection()
                 else:  # raised before the first item: an HTTP status
                     status = call.failed(error)
                     if not started:
