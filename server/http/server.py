@@ -60,6 +60,11 @@ class HttpServer:
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._server.server_state.connections)
+
     async def start(self) -> None:
         # The socket is listening already: connections made before uvicorn's loop runs just wait.
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="rill-http")
