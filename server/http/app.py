@@ -7,8 +7,12 @@ refused before the first item is an HTTP status (422 with the same field violati
 ``BadRequest``, 404, ...); a failure after that is an ``error`` event carrying the gRPC status name.
 Statuses come from :func:`server.errors.status_for`, as on the gRPC side.
 
-A client that disconnects closes the mediator stream exactly as a gRPC cancel does: the handler's
-``finally`` runs and the events of delivered items are handled (the mediator's drain).
+Each stream is one :class:`server.http.sse.SseStream`, which owns its call from the first step to
+the last byte: a client that disconnects closes the mediator stream exactly as a gRPC cancel does
+(the handler's ``finally`` runs and the events of delivered items are handled, in the call), one
+that stops reading ends it after ``limits.stall_timeout``. Request bodies are bounded by
+:mod:`server.http.body`, and every refusal, the framework's included, has the documented shape
+(:mod:`server.http.problems`).
 """
 
 from __future__ import annotations
