@@ -145,6 +145,8 @@ class RillServer:
                 self.bindings,
                 self.calls,
                 ping_seconds=settings.sse_ping_seconds,
+                stall_timeout=settings.limits.stall_timeout,
+                max_body_bytes=settings.limits.max_receive_message_bytes,
                 metrics=self.metrics.registry if self.metrics is not None else None,
             )
             if token:
@@ -153,10 +155,22 @@ class RillServer:
             app = connect_edge(
                 app, self.bindings, self.calls, token=token, limits=settings.limits, cors=settings.cors
             )
-            self.http = HttpServer(app, settings.http_address, **settings.tls.uvicorn_options())
+            self.http = HttpServer(
+                app, settings.http_address, limits=settings.http_limits, **settings.tls.uvicorn_options()
+            )
         self.metrics_http: HttpServer | None = None
         if settings.metrics_address and self.metrics is not None:
-            self.metrics_http = HttpServer(make_asgi_app(self.metrics.registry), settings.metrics_address)
+            # The same TLS, token and connection limits as the edge: a scrape is a client like any other.
+            scrape: typing.Any = make_asgi_app(self.metrics.registry)
+            if token:
+                scrape = BearerTokenMiddleware(scrape, token, open_paths=())
+            self.metrics_http = HttpServer(
+                scrape,
+                settings.metrics_address,
+                limits=settings.http_limits,
+                name="metrics",
+                **settings.tls.uvicorn_options(),
+            )
         self._started = False
         self._stopped = False
 

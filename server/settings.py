@@ -17,6 +17,7 @@ import pydantic_settings
 from mediator import EventDelivery
 from server.brokers import check_broker_spec
 from server.connect.settings import CorsSettings
+from server.http.limits import HttpLimitSettings
 from server.limits import LimitSettings
 from server.tls import TlsSettings
 from server.tracing import TracingSettings
@@ -122,6 +123,7 @@ class Settings(pydantic_settings.BaseSettings):
     reflection: bool = pydantic.Field(True, description="serve gRPC server reflection")
     limits: LimitSettings = LimitSettings()
     cors: CorsSettings = CorsSettings()  # browser origins allowed on the HTTP edge (server.connect)
+    http_limits: HttpLimitSettings = HttpLimitSettings()
     metrics: bool = pydantic.Field(True, description="collect Prometheus metrics (server.metrics)")
     metrics_address: str = pydantic.Field(
         "", description="HOST:PORT serving /metrics on its own; empty: /metrics on the HTTP edge only"

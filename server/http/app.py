@@ -7,107 +7,39 @@ refused before the first item is an HTTP status (422 with the same field violati
 ``BadRequest``, 404, ...); a failure after that is an ``error`` event carrying the gRPC status name.
 Statuses come from :func:`server.errors.status_for`, as on the gRPC side.
 
-A client that disconnects closes the mediator stream exactly as a gRPC cancel does: the handler's
-``finally`` runs and the events of delivered items are handled (the mediator's drain).
+Each stream is one :class:`server.http.sse.SseStream`, which owns its call from the first step to
+the last byte: a client that disconnects closes the mediator stream exactly as a gRPC cancel does
+(the handler's ``finally`` runs and the events of delivered items are handled, in the call), one
+that stops reading ends it after ``limits.stall_timeout``. Request bodies are bounded by
+:mod:`server.http.body`, and every refusal, the framework's included, has the documented shape
+(:mod:`server.http.problems`).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import inspect
-import json
-import time
 import typing
 
-import anyio
 import fastapi
 import pydantic
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException
 
-from mediator import Request, RequestMediator, Response, StreamingRequestMediator
+from mediator import Request, RequestMediator, StreamingRequestMediator
 from server.binding import ServiceBinding
-from server.calls import REQUEST_ID_KEY, Call, CallRegistry, request_id_from
-from server.errors import InvalidArgument, Status, violations_from
+from server.calls import REQUEST_ID_KEY, CallRegistry, request_id_from
+from server.errors import FieldViolation, InvalidArgument, violations_from
+from server.http.body import BodyLimitMiddleware
+from server.http.problems import UNPARSABLE, problem_response
 from server.http.routes import HttpRoute, routes_of
+from server.http.sse import SseStream, error_response
 
 __all__ = ["create_http_app"]
-
-_END: typing.Any = object()
-
-
-def _error_response(status: Status, request_id: str) -> JSONResponse:
-    return JSONResponse(status.to_json(), status.http_status, headers={REQUEST_ID_KEY: request_id})
-
-
-class _MediatorEvents:
-    """One SSE stream: owns the mediator stream and the tracked call until it is closed."""
-
-    def __init__(
-        self,
-        first: Response,
-        stream: typing.AsyncGenerator[Response, None],
-        call: Call,
-        release: typing.Callable[[], None],
-    ) -> None:
-        self._first = first
-        self._stream = stream
-        self._call = call
-        self._release = release
-        self._ended = False
-
-    async def events(self) -> typing.AsyncGenerator[ServerSentEvent, None]:
-        call = self._call
-        yield ServerSentEvent(
-            event="start", data=json.dumps({"message": "Processing...", "request_id": call.request_id})
-        )
-        item = self._first
-        try:
-            while item is not _END:
-                since = time.monotonic()
-                yield ServerSentEvent(event="progress", id=str(call.items), data=item.model_dump_json())
-                call.sent(since)
-                item = await anext(self._stream, _END)
-        except Exception as error:  # after the first item: reported in the stream, then it ends
-            status = call.failed(error)
-            self._ended = True
-            yield ServerSentEvent(event="error", data=json.dumps(status.to_json()))
-            return
-        self._ended = True
-        call.succeeded()
-        yield ServerSentEvent(event="complete", id=str(call.items), data=json.dumps({"items": call.items}))
-
-    async def close(self) -> None:
-        """Close the mediator stream (draining its events), whatever ended the response."""
-        # anyio cancellation is level-triggered: without the shield, every await of the mediator's
-        # drain would be cancelled again, cutting short the events of delivered items.
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._stream.aclose()
-            finally:
-                if not self._ended:
-                    self._call.cancelled()
-                self._release()
-
-
-class _StreamResponse(EventSourceResponse):
-    """An SSE response that closes its mediator stream however the response ends."""
-
-    def __init__(self, stream: _MediatorEvents, request_id: str, ping: float) -> None:
-        self._events = stream.events()
-        super().__init__(self._events, ping=ping, headers={REQUEST_ID_KEY: request_id})
-        self._mediator_events = stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._events.aclose()
-            await self._mediator_events.close()
 
 
 def _request_from(route: HttpRoute, values: dict[str, typing.Any]) -> Request:
@@ -139,41 +71,28 @@ def _signature(route: HttpRoute) -> inspect.Signature:
     return inspect.Signature(parameters)
 
 
-def _stream_endpoint(route: HttpRoute, calls: CallRegistry, ping: float) -> typing.Callable[..., typing.Any]:
+def _stream_endpoint(
+    route: HttpRoute, calls: CallRegistry, ping: float, stall_timeout: float | None
+) -> typing.Callable[..., typing.Any]:
     mediator = typing.cast(StreamingRequestMediator, route.rpc.streaming)
 
     async def endpoint(http_request: fastapi.Request, **values: typing.Any) -> fastapi.Response:
+        # The response owns the call from here to its last byte (server.http.sse).
         request_id = request_id_from(http_request.headers.get(REQUEST_ID_KEY))
-        tracker = calls.track(route.rpc.path, request_id, transport="http", carrier=http_request.headers)
-        call = tracker.__enter__()
-        release = typing.cast(typing.Callable[[], None], lambda: tracker.__exit__(None, None, None))
-        stream: typing.AsyncGenerator[Response, None] | None = None
-        try:
-            # The stream's event-handler runs take this context (the call's span and request id).
-            with call.current():
-                stream = mediator.stream(_request_from(route, values))
-                first = await anext(stream, _END)
-        except Exception as error:
-            status = call.failed(error)
-            await _close_quietly(stream)
-            release()
-            return _error_response(status, request_id)
-        except BaseException:
-            call.cancelled()
-            await _close_quietly(stream)
-            release()
-            raise
-        return _StreamResponse(_MediatorEvents(first, stream, call, release), request_id, ping)
+        track = functools.partial(
+            calls.track, route.rpc.path, request_id, transport="http", carrier=http_request.headers
+        )
+        return SseStream(
+            lambda: mediator.stream(_request_from(route, values)),
+            track,
+            request_id,
+            ping=ping,
+            stall_timeout=stall_timeout,
+        )
 
     endpoint.__signature__ = _signature(route)  # type: ignore[attr-defined]
     endpoint.rpc_path = route.rpc.path  # type: ignore[attr-defined]  # for refusals before the endpoint
     return endpoint
-
-
-async def _close_quietly(stream: typing.AsyncGenerator[Response, None] | None) -> None:
-    if stream is not None:
-        with anyio.CancelScope(shield=True):
-            await stream.aclose()
 
 
 def _unary_endpoint(route: HttpRoute, calls: CallRegistry) -> typing.Callable[..., typing.Any]:
@@ -186,7 +105,7 @@ def _unary_endpoint(route: HttpRoute, calls: CallRegistry) -> typing.Callable[..
                 with call.current():
                     response = await mediator.send(_request_from(route, values))
             except Exception as error:
-                return _error_response(call.failed(error), request_id)
+                return error_response(call.failed(error), request_id)
             except BaseException:
                 call.cancelled()
                 raise
@@ -224,28 +143,45 @@ def create_http_app(
     calls: CallRegistry,
     *,
     ping_seconds: float = 15.0,
+    stall_timeout: float | None = None,
+    max_body_bytes: int = 4 * 1024 * 1024,
     metrics: CollectorRegistry | None = None,
 ) -> fastapi.FastAPI:
     """The FastAPI application serving every annotated RPC of ``bindings``, the page and the docs
-    (and ``/metrics``, Prometheus's text format, when given a ``metrics`` registry)."""
+    (and ``/metrics``, Prometheus's text format, when given a ``metrics`` registry).
+
+    ``stall_timeout``: an SSE stream whose client takes nothing for that long ends
+    RESOURCE_EXHAUSTED, as a gRPC stream does; ``max_body_bytes``: larger request bodies are 413.
+    """
     app = fastapi.FastAPI(
         title="rill",
         description="The gRPC services' streams as Server-Sent Events (routes from google.api.http rules).",
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: fastapi.Request, error: RequestValidationError) -> JSONResponse:
+    def refuse(request: fastapi.Request, refused: InvalidArgument) -> JSONResponse:
         request_id = request_id_from(request.headers.get(REQUEST_ID_KEY))
         # Counted and traced under its RPC's name, as the same refusal over gRPC is.
         method = getattr(getattr(request.scope.get("route"), "endpoint", None), "rpc_path", request.url.path)
         with calls.track(method, request_id, transport="http", carrier=request.headers) as call:
-            refused = InvalidArgument(violations_from(error.errors(), skip=1))  # skip "body"/"query"/"path"
-            return _error_response(call.failed(refused), request_id)
+            return error_response(call.failed(refused), request_id)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: fastapi.Request, error: RequestValidationError) -> JSONResponse:
+        return refuse(request, InvalidArgument(violations_from(error.errors(), skip=1)))  # skip "body"...
+
+    @app.exception_handler(HTTPException)
+    async def framework_refusal(request: fastapi.Request, error: HTTPException) -> JSONResponse:
+        # One shape everywhere (server.http.problems), never FastAPI's {"detail": ...}.
+        if error.status_code == 400:  # FastAPI's "There was an error parsing the body"
+            return refuse(request, InvalidArgument([FieldViolation("request", UNPARSABLE)]))
+        request_id = request_id_from(request.headers.get(REQUEST_ID_KEY))
+        return problem_response(error.status_code, str(error.detail), request_id, **(error.headers or {}))
 
     for binding in bindings:
         for route in routes_of(binding):
             endpoint = (
-                _stream_endpoint(route, calls, ping_seconds)
+                _stream_endpoint(route, calls, ping_seconds, stall_timeout)
                 if route.rpc.server_streaming
                 else _unary_endpoint(route, calls)
             )

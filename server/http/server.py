@@ -11,6 +11,9 @@ import typing
 
 import uvicorn
 
+from server.http.limits import HttpLimitSettings
+from server.http.protocol import guarded_protocol
+
 __all__ = ["HttpServer"]
 
 logger = logging.getLogger("server.http")
@@ -26,22 +29,46 @@ class _EmbeddedServer(uvicorn.Server):
 class HttpServer:
     """Serves an ASGI app on ``address`` (bound when constructed, so port 0 is resolved at once)."""
 
-    def __init__(self, app: typing.Any, address: str, **uvicorn_options: typing.Any) -> None:
-        """``uvicorn_options``: more ``uvicorn.Config`` options (``ssl_certfile``, ``ssl_keyfile``, ...)."""
+    def __init__(
+        self,
+        app: typing.Any,
+        address: str,
+        *,
+        limits: HttpLimitSettings | None = None,
+        name: str = "HTTP",
+        **uvicorn_options: typing.Any,
+    ) -> None:
+        """``limits``: the connection limits (:mod:`server.http.protocol`); ``name``: the listener's
+        name in the log; ``uvicorn_options``: more ``uvicorn.Config`` options (``ssl_certfile``, ...)."""
         host, _, port = address.rpartition(":")
         self._socket = socket.create_server((host, int(port)), reuse_port=False)
         self.port: int = self._socket.getsockname()[1]
         self.address = f"{host}:{self.port}"
+        self.name = name
+        self.scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
+        limits = limits if limits is not None else HttpLimitSettings()
         config = uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", ws="none", **uvicorn_options
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            http=guarded_protocol(limits, name),
+            timeout_keep_alive=limits.keep_alive_timeout,
+            **uvicorn_options,
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._server.server_state.connections)
+
     async def start(self) -> None:
         # The socket is listening already: connections made before uvicorn's loop runs just wait.
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="rill-http")
-        logger.info("serving HTTP on http://%s/", self.address)
+        logger.info("serving %s on %s://%s/", self.name, self.scheme, self.address)
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; give open streams ``grace`` seconds, then cancel them (they still drain)."""

@@ -1,7 +1,8 @@
 // Drives the service's web page in headless Chromium (Debian's) with playwright-core.
-// Usage: node page.mjs URL IDS [--service orders|files] [--screenshot FILE] [--stop-after N]
+// Usage: node page.mjs URL IDS [--service orders|files] [--screenshot FILE] [--stop-after N] [--hold]
 //        node page.mjs URL IDS --event-source   (the GET form, read by the browser's own EventSource)
-// Prints one JSON object: what a person would have seen.
+// Prints one JSON object: what a person would have seen. --hold: then keeps the browser (and the page)
+// open until a line arrives on stdin, so that a test can look at the server meanwhile.
 import { chromium } from 'playwright-core';
 
 const [url, ids, ...rest] = process.argv.slice(2);
@@ -53,6 +54,10 @@ try {
   }));
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify(seen));
+  if (rest.includes('--hold')) {
+    await new Promise((resolve) => { process.stdin.once('data', resolve); process.stdin.once('end', resolve); });
+    process.stdin.destroy();
+  }
   }
 } finally {
   await browser.close();

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -15,6 +16,9 @@ from server import RillServer
 from server.calls import CallRegistry
 from server.http import HttpServer, create_http_app
 from tests.server.gated import Probe, fresh_probe, gated_binding
+from tests.server.running import Record, running_binding
+
+Process: typing.TypeAlias = asyncio.subprocess.Process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = pathlib.Path(__file__).with_name("page.mjs")
@@ -95,6 +99,37 @@ async def test_the_get_form_works_with_the_browsers_own_event_source(http_servic
     assert [e["id"] for e in events[1:3]] == ["0", "1"]
 
 
+@contextlib.asynccontextmanager
+async def held(url: str, ids: str, *args: str) -> typing.AsyncIterator[tuple[dict[str, typing.Any], Process]]:
+    """The page driven like :func:`drive`, then kept open (browser and all) until the block ends."""
+    process = await asyncio.create_subprocess_exec(
+        _require_browser(),
+        str(SCRIPT),
+        url,
+        ids,
+        *args,
+        "--hold",
+        cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=90)
+        assert line, (await process.stderr.read()).decode() if process.stderr else "no output"
+        yield json.loads(line), process
+        process.stdin.write(b"close\n")
+        process.stdin.close()
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
+        assert process.returncode == 0, stderr.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 @pytest.fixture
 async def gated_page() -> typing.AsyncIterator[tuple[str, Probe, CallRegistry]]:
     probe = fresh_probe()
@@ -111,9 +146,39 @@ async def test_stop_closes_the_stream_and_the_server_stops_the_handler(
     gated_page: tuple[str, Probe, CallRegistry],
 ) -> None:
     url, probe, calls = gated_page
-    seen = await drive(url, "a b g-never c", "--stop-after", "2")
-    assert seen["state"] == "stopped"
-    assert seen["rows"] == ["a", "b"]
-    await asyncio.wait_for(probe.finally_ran.wait(), timeout=30)
-    assert await calls.wait_idle(30)
+    async with held(url, "a b g-never c", "--stop-after", "2") as (seen, browser):
+        assert seen["state"] == "stopped"
+        assert seen["rows"] == ["a", "b"]
+        # The browser is still open: only Stop can have ended the request.
+        await asyncio.wait_for(probe.finally_ran.wait(), timeout=30)
+        assert await calls.wait_idle(30)
+        assert browser.returncode is None
     assert probe.handled == ["a", "b"]
+
+
+@pytest.fixture
+async def running_page() -> typing.AsyncIterator[tuple[str, Record, CallRegistry]]:
+    calls = CallRegistry()
+    binding, record = running_binding(calls, suspend=True, endless=True, pace=0.005)  # a page keeps up
+    server = HttpServer(create_http_app([binding], calls), "127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"http://{server.address}/", record, calls
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_stop_between_items_ends_the_handler_in_its_call_while_the_browser_stays_open(
+    running_page: tuple[str, Record, CallRegistry],
+) -> None:
+    url, record, calls = running_page
+    # An endless stream: nothing but Stop (the page's fetch aborted) ends it while the browser is open.
+    async with held(url, "a b c", "--stop-after", "2") as (seen, browser):
+        assert seen["state"] == "stopped"
+        await asyncio.wait_for(record.finally_ran.wait(), timeout=30)
+        assert await calls.wait_idle(30)
+        assert browser.returncode is None, "the server's finally ran while the browser was still open"
+    assert len(seen["rows"]) >= 2
+    assert record.in_flight_at_finally == 1, "its finally ran while the call was still being served"
+    assert record.finally_in is record.started_in, "in the task that served the request"
+    assert record.handled == record.produced, "the events of every produced item were handled"
