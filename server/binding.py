@@ -32,7 +32,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from mediator import Request, RequestMediator, StreamingRequestMediator
 from server.calls import CallRegistry
 from server.convert import BindingError, to_model, to_proto
-from server.errors import FieldViolation, InvalidArgument, SlowConsumer
+from server.errors import ErrorCodes, FieldViolation, InvalidArgument, SlowConsumer
 
 __all__ = ["BoundRpc", "Rpc", "ServiceBinding"]
 
@@ -104,6 +104,7 @@ class ServiceBinding:
         streaming: StreamingRequestMediator | None = None,
         unary: RequestMediator | None = None,
         settings_name: str | None = None,
+        error_codes: ErrorCodes | None = None,
     ) -> None:
         self.service = service
         self.name = service.full_name
@@ -112,6 +113,18 @@ class ServiceBinding:
         first part of its proto package unless given (``reports`` for ``reports.v1.ReportService``)."""
         self.streaming = streaming
         self.unary = unary
+        self.error_codes: ErrorCodes = dict(error_codes or {})
+        """The service's own exceptions and their codes: ``{QuotaExceeded: RESOURCE_EXHAUSTED}`` (rill's
+        own errors and pydantic's map as :mod:`server.errors` says, whatever is given here)."""
+        for error_type, code in self.error_codes.items():
+            if not (isinstance(error_type, type) and issubclass(error_type, Exception)):
+                raise BindingError(
+                    f"{self.name}: error_codes keys must be exception classes, not {error_type!r}"
+                )
+            if not isinstance(code, grpc.StatusCode) or code is grpc.StatusCode.OK:
+                raise BindingError(
+                    f"{self.name}: {error_type.__name__} must map to an error code, not {code}"
+                )
         methods = {method.name: method for method in service.methods}
         unknown = [rpc.name for rpc in rpcs if rpc.name not in methods]
         if unknown:
@@ -132,6 +145,8 @@ class ServiceBinding:
         handlers: dict[str, grpc.RpcMethodHandler[typing.Any, typing.Any]] = {}
         for bound in self.rpcs:
             calls.kinds[bound.path] = "server_stream" if bound.server_streaming else "unary"
+            if self.error_codes:
+                calls.error_codes[bound.path] = self.error_codes
             serialize = bound.response_class.SerializeToString
             if bound.server_streaming:
                 handlers[bound.method.name] = grpc.unary_stream_rpc_method_handler(

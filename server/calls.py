@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from rill_wire import REQUEST_ID_KEY
-from server.errors import Status, status_for
+from server.errors import ErrorCodes, Status, status_for
 from server.metrics import CallSeries, Metrics, RpcLabels
 from server.tracing import Tracing, trace_id_of
 
@@ -47,7 +47,17 @@ _random_bits = random.getrandbits
 class Call:
     """One call in flight, over gRPC or HTTP."""
 
-    __slots__ = ("client_wait", "code", "items", "method", "request_id", "series", "span", "started")
+    __slots__ = (
+        "client_wait",
+        "code",
+        "error_codes",
+        "items",
+        "method",
+        "request_id",
+        "series",
+        "span",
+        "started",
+    )
 
     def __init__(
         self,
@@ -55,8 +65,10 @@ class Call:
         request_id: str,
         series: CallSeries | None = None,
         span: trace.Span | None = None,
+        error_codes: ErrorCodes | None = None,
     ) -> None:
         self.method = method
+        self.error_codes = error_codes
         self.request_id = request_id
         self.items = 0
         self.started = time.monotonic()
@@ -149,7 +161,7 @@ class Call:
 
     def failed(self, error: Exception) -> Status:
         """The status the caller gets for ``error``, logged (with the traceback if unexpected)."""
-        status = status_for(error, self.request_id)
+        status = status_for(error, self.request_id, self.error_codes)
         if not self._end(status.code, None if status.expected else error):
             return status
         if status.expected:
@@ -221,6 +233,8 @@ class CallRegistry:
         self.metrics = metrics
         self.tracing = tracing
         self.kinds = dict(kinds or {})
+        self.error_codes: dict[str, ErrorCodes] = {}
+        """A binding's own exception -> code mapping, by method path (``ServiceBinding.error_codes``)."""
 
     def _series(self, method: str, transport: str) -> CallSeries | None:
         if self.metrics is None:
@@ -245,7 +259,7 @@ class CallRegistry:
             if self.tracing is not None
             else None
         )
-        call = Call(method, request_id, series, span)
+        call = Call(method, request_id, series, span, self.error_codes.get(method))
         self.active += 1
         if series is not None:
             series.started += 1

@@ -45,14 +45,26 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from mediator.exceptions import BrokerUnavailable, EventHandlingError, HandlerNotFound
+from server.exceptions import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RequestTimeout,
+    ServiceError,
+    SlowConsumer,
+    TooManyCalls,
+    Unauthenticated,
+)
 
 __all__ = [
     "FieldViolation",
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
-    "ServiceError",
     "MAX_VIOLATIONS",
+    "ErrorCodes",
+    "ServiceError",
     "RequestTimeout",
     "SlowConsumer",
     "Status",
@@ -60,50 +72,6 @@ __all__ = [
     "Unauthenticated",
     "status_for",
 ]
-
-
-class ServiceError(Exception):
-    """Root of the errors the service raises for its callers to see."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldViolation:
-    """One bad field: its path (``order_ids[2]``) and what is wrong with it."""
-
-    field: str
-    description: str
-
-
-class InvalidArgument(ServiceError):
-    """The request is invalid; ``violations`` say where and why."""
-
-    def __init__(self, violations: typing.Sequence[FieldViolation]) -> None:
-        self.violations = tuple(violations)
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
-
-
-class NotFound(ServiceError):
-    """The requested entity does not exist."""
-
-
-class Unauthenticated(ServiceError):
-    """The call carries no credentials where they are required."""
-
-
-class PermissionDenied(ServiceError):
-    """The call's credentials are not accepted."""
-
-
-class SlowConsumer(ServiceError):
-    """The client accepted no item for longer than the stream's stall timeout."""
-
-
-class TooManyCalls(ServiceError):
-    """As many calls as ``limits.max_concurrent_rpcs`` are in flight: this one is refused."""
-
-
-class RequestTimeout(ServiceError):
-    """The call's request message did not arrive within ``limits.request_timeout``."""
 
 
 MAX_VIOLATIONS = 20
@@ -228,8 +196,16 @@ def _invalid(violations: tuple[FieldViolation, ...]) -> Status:
     return Status(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}{more}", violations)
 
 
-def status_for(error: Exception, request_id: str) -> Status:
-    """The status a caller gets for ``error``. The only mapping from exceptions to codes."""
+ErrorCodes: typing.TypeAlias = typing.Mapping[type[Exception], grpc.StatusCode]
+"""A service's own exceptions and the codes they stand for (``ServiceBinding(error_codes=...)``)."""
+
+
+def status_for(error: Exception, request_id: str, codes: ErrorCodes | None = None) -> Status:
+    """The status a caller gets for ``error``. The only mapping from exceptions to codes.
+
+    ``codes`` maps a service's own exception types to codes (the first match, in order); rill's own
+    errors and pydantic's are mapped before them, and anything unmapped is INTERNAL.
+    """
     if isinstance(error, pydantic.ValidationError):
         return _invalid(violations_of(error))
     if isinstance(error, InvalidArgument):
@@ -246,6 +222,10 @@ def status_for(error: Exception, request_id: str) -> Status:
         return Status(grpc.StatusCode.DEADLINE_EXCEEDED, str(error))
     if isinstance(error, HandlerNotFound):
         return Status(grpc.StatusCode.UNIMPLEMENTED, "this method has no handler")
+    if codes:
+        for error_type, code in codes.items():
+            if isinstance(error, error_type):
+                return Status(code, str(error) or error_type.__name__)
     unavailable = _broker_unavailable(error)
     if unavailable is not None:
         # What the client can act on (retry later); the broker's URL, the message id and the

@@ -19,7 +19,7 @@ import mediator
 from examples.inventory.v1 import inventory_pb2
 from mediator import bootstrap
 from server import Rpc, ServiceBinding, Settings
-from server.errors import NotFound
+from server.exceptions import NotFound
 
 MAX_LINES = 1_000
 MAX_SKUS = 100_000  # the book keeps at most this many SKUs (oldest booked first out)

@@ -27,7 +27,7 @@ import typing
 import pydantic
 
 import mediator
-from server.errors import FieldViolation, InvalidArgument
+from server.exceptions import FieldViolation, InvalidArgument
 
 __all__ = [
     "FileLedger",
@@ -47,16 +47,16 @@ CHUNK_SIZE = 1 << 20
 FileId = typing.Annotated[str, pydantic.StringConstraints(min_length=1, max_length=MAX_FILE_ID_LENGTH)]
 
 
-class ProcessFilesCommand(mediator.Request):
-    file_ids: typing.Annotated[list[FileId], pydantic.Field(min_length=1, max_length=MAX_FILES_PER_REQUEST)]
-
-
 class FileProcessedResult(mediator.Response):
     file_id: str
     status: typing.Literal["completed", "not_found"]
     processed_at: datetime.datetime
     size_bytes: int = 0
     sha256: str = ""
+
+
+class ProcessFilesCommand(mediator.Request[FileProcessedResult]):
+    file_ids: typing.Annotated[list[FileId], pydantic.Field(min_length=1, max_length=MAX_FILES_PER_REQUEST)]
 
 
 class FileProcessedEvent(mediator.DomainEvent, frozen=True):

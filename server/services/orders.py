@@ -15,7 +15,7 @@ import typing
 import pydantic
 
 import mediator
-from server.errors import NotFound
+from server.exceptions import NotFound
 
 __all__ = [
     "GetOrderQuery",
@@ -41,17 +41,17 @@ OrderId = typing.Annotated[
 ]
 
 
-class ProcessOrdersCommand(mediator.Request):
-    order_ids: typing.Annotated[
-        list[OrderId], pydantic.Field(min_length=1, max_length=MAX_ORDERS_PER_REQUEST)
-    ]
-
-
 class OrderProcessedResult(mediator.Response):
     order_id: str
     status: str
     processed_at: datetime.datetime
     items_count: int
+
+
+class ProcessOrdersCommand(mediator.Request[OrderProcessedResult]):
+    order_ids: typing.Annotated[
+        list[OrderId], pydantic.Field(min_length=1, max_length=MAX_ORDERS_PER_REQUEST)
+    ]
 
 
 class OrderProcessedEvent(mediator.DomainEvent, frozen=True):
@@ -77,16 +77,16 @@ class OrderProcessedNotification(mediator.NotificationEvent[OrderSummary], froze
     topic: str = "orders.processed"
 
 
-class GetOrderQuery(mediator.Request):
-    order_id: OrderId
-
-
 class OrderView(mediator.Response):
     order_id: str
     customer_id: str
     total_amount: float
     status: str
     processed_at: datetime.datetime
+
+
+class GetOrderQuery(mediator.Request[OrderView]):
+    order_id: OrderId
 
 
 class OrderBook:

@@ -11,11 +11,13 @@ import asyncio
 import datetime
 import typing
 
+import grpc
+
 import mediator
 from mediator import bootstrap
 from protos.orders.v1 import orders_pb2
 from server import Rpc, ServiceBinding, Settings
-from server.errors import NotFound
+from server.exceptions import NotFound
 from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand
 
 
@@ -35,6 +37,10 @@ class Recorder:
 RECORD = Recorder(gated=False)  # as served by `python -m server --app`: events are handled at once
 
 
+class OutOfStock(Exception):
+    """The app's own error: mapped to FAILED_PRECONDITION by its binding's ``error_codes``."""
+
+
 class Shipped(mediator.DomainEvent, frozen=True):
     order_id: str
 
@@ -47,6 +53,8 @@ class ShipOrders(mediator.StreamingRequestHandler[ProcessOrdersCommand, OrderPro
         RECORD.stream_task = asyncio.current_task()
         try:
             for order_id in request.order_ids:
+                if order_id == "out-of-stock":
+                    raise OutOfStock(f"nothing left to ship for {order_id}")
                 self._events.append(Shipped(order_id=order_id))
                 yield OrderProcessedResult(
                     order_id=order_id,
@@ -103,6 +111,7 @@ def services(settings: Settings) -> list[ServiceBinding]:
                 Rpc("GetOrder", GetOrderQuery, OrderView),
             ],
             settings_name="shipping",
+            error_codes={OutOfStock: grpc.StatusCode.FAILED_PRECONDITION},
         )
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import subprocess
 import sys
 
 import grpc
@@ -12,8 +13,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
-from server import ServiceSettings, Settings
+from server import ServiceBinding, ServiceSettings, Settings
 from server.apps import AppError, load_services
+from server.convert import BindingError
 from server.testing import serving
 from tests.platform import app
 
@@ -153,3 +155,37 @@ async def test_python_m_server_with_a_wrong_app_exits_2_saying_why(app_spec: str
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 2
     assert message in stderr.decode()
+
+
+async def test_a_services_own_exceptions_map_to_the_codes_its_binding_names(record: app.Recorder) -> None:
+    record.release_events.set()
+    async with serving(app.services) as served:
+        stub = orders_pb2_grpc.OrderServiceStub(served.channel)  # type: ignore[no-untyped-call]
+        received = []
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for result in stub.ProcessOrders(request("a", "out-of-stock", "b"), timeout=10):
+                received.append(result.order_id)
+    assert received == ["a"]
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert raised.value.details() == "nothing left to ship for out-of-stock"
+
+
+def test_error_codes_that_are_not_exceptions_and_codes_are_refused_at_bind_time() -> None:
+    (binding,) = app.services(Settings())
+    with pytest.raises(BindingError, match="must be exception classes"):
+        ServiceBinding(binding.service, rpcs=[], error_codes={"nope": grpc.StatusCode.INTERNAL})  # type: ignore[dict-item]
+    with pytest.raises(BindingError, match=r"OutOfStock must map to an error code, not StatusCode\.OK"):
+        ServiceBinding(binding.service, rpcs=[], error_codes={app.OutOfStock: grpc.StatusCode.OK})
+
+
+def test_the_demo_services_import_no_transport() -> None:
+    code = (
+        "import sys, server.services.orders, server.services.files, server.exceptions; "
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('grpc', 'google', 'fastapi', 'uvicorn', 'starlette', 'connectrpc')); "
+        "assert not loaded, loaded"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert completed.returncode == 0, completed.stderr
