@@ -262,9 +262,8 @@ class StreamingRequestMediator(_Mediator):
                     # A failure known before this item's events are taken (overlapped: one of an
                     # earlier item's; strict: one left by an earlier wait) ends the stream here.
                     await batch.wait()
-                emitted = handler.events  # take_events(), inlined: this runs for every item
+                emitted = take_events(handler)
                 if emitted:
-                    handler.clear_events()
                     batch.submit(emitted, 0, index)
                     # Queued runs count too: an item waits for runs that wait for a slot.
                     if strict and (batch.running or batch.queued or batch.failures):
