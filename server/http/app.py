@@ -35,6 +35,7 @@ from server.binding import ServiceBinding
 from server.calls import REQUEST_ID_KEY, CallRegistry, request_id_from
 from server.errors import FieldViolation, InvalidArgument, violations_from
 from server.http.body import BodyLimitMiddleware
+from server.http.page_routes import render_page
 from server.http.problems import UNPARSABLE, problem_response
 from server.http.routes import HttpRoute, routes_of
 from server.http.sse import SseStream, error_response
@@ -154,7 +155,7 @@ def create_http_app(
     RESOURCE_EXHAUSTED, as a gRPC stream does; ``max_body_bytes``: larger request bodies are 413.
     """
     app = fastapi.FastAPI(
-        title="rill",
+        title=f"rill: {', '.join(binding.name for binding in bindings)}",
         description="The gRPC services' streams as Server-Sent Events (routes from google.api.http rules).",
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
@@ -194,7 +195,8 @@ def create_http_app(
                 **_docs(route),
             )
 
-    page = importlib.resources.files("server.http").joinpath("page.html").read_text(encoding="utf-8")
+    template = importlib.resources.files("server.http").joinpath("page.html").read_text(encoding="utf-8")
+    page = render_page(template, bindings)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
