@@ -18,9 +18,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 import mediator
 from protos.orders.v1 import orders_pb2
 from server.binding import Rpc, ServiceBinding
-from server.calls import CallRegistry
 from server.convert import BindingError, OneofConflict, oneof_check, to_model, to_proto
 from server.errors import InvalidArgument
+from server.testing import serving
 from tests.server.convert_models import (
     Colour,
     EverythingRequest,
@@ -494,17 +494,8 @@ async def convert_channel(convert_pb2: types.ModuleType) -> typing.AsyncIterator
             Rpc("RawRows", RawRowsRequest, convert_pb2.Row),
         ],
     )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(binding.name, binding.method_handlers(CallRegistry())),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        await server.stop(grace=0)
+    async with serving([binding]) as served:  # served as production serves any binding
+        yield served.channel
 
 
 async def test_a_served_rpc_echoes_every_field_kind_over_the_wire(
