@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import shutil
+import socket
 import typing
 
 import grpc
@@ -12,6 +14,23 @@ import pytest
 from mediator.message_brokers.memory import InMemoryMessageBroker
 from server import RillServer, Settings, create_server
 from server.settings import DEMO_STORAGE
+
+DEFAULT_PORTS = (50051, 8080)  # what `make run` listens on
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_ports_taken() -> typing.Iterator[None]:
+    """Hold the service's default ports for the whole run, as a developer's `make run` would: a test
+    that binds one instead of a free port fails here and everywhere, not only next to `make run`."""
+    with contextlib.ExitStack() as held:
+        for port in DEFAULT_PORTS:
+            listener = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            try:
+                listener.bind(("127.0.0.1", port))
+                listener.listen()
+            except OSError:
+                pass  # taken already (`make run` is up): just as good
+        yield
 
 
 @pytest.fixture

@@ -269,6 +269,8 @@ async def run_server(*args: str, env: dict[str, str]) -> asyncio.subprocess.Proc
         "server",
         "--address",
         "127.0.0.1:0",
+        "--http-address",
+        "",
         *args,
         cwd=REPO,
         env={**os.environ, **env},
