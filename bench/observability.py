@@ -36,7 +36,6 @@ import grpc
 
 import mediator
 from mediator import bootstrap
-from mediator.observe import MediatorObserver
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 
 CONFIGS = ("off", "metrics", "metrics+tracing 0%", "metrics+tracing 100%")
@@ -48,14 +47,13 @@ async def _serve(config: str) -> None:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    from server.binding import Rpc, ServiceBinding
-    from server.calls import CallRegistry
-    from server.metrics import Metrics
+    from server import Rpc, ServiceBinding, create_server
     from server.services.orders import (
         GetOrderQuery,
         OrderProcessedResult,
         OrderView,
     )
+    from server.testing import isolated_settings
     from server.tracing import Tracing
 
     class Produce(mediator.Request):  # ProcessOrdersCommand without its 10,000-id limit
@@ -92,14 +90,9 @@ async def _serve(config: str) -> None:
         def export(self, spans: typing.Sequence[ReadableSpan]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    metrics = Metrics() if config != "off" else None
     tracing = None
     if "tracing" in config:
         tracing = Tracing.with_processor(BatchSpanProcessor(Drop()), 1.0 if config.endswith("100%") else 0.0)
-    calls = CallRegistry(metrics=metrics, tracing=tracing)
-    observer: MediatorObserver | None = metrics.mediator("orders", "-") if metrics else None
-    if tracing is not None:
-        observer = tracing.observer(observer)
 
     def commands(mapper: mediator.RequestMap) -> None:
         mapper.bind(Produce, Handler)
@@ -108,9 +101,7 @@ async def _serve(config: str) -> None:
         mapper.bind(Processed, ProcessedHandler)
         mapper.bind(Analysed, AnalysedHandler)
 
-    streaming = bootstrap.bootstrap_streaming(
-        commands_mapper=commands, domain_events_mapper=events, observer=observer
-    )
+    streaming = bootstrap.bootstrap_streaming(commands_mapper=commands, domain_events_mapper=events)
     binding = ServiceBinding(
         orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
         streaming=streaming,
@@ -120,17 +111,13 @@ async def _serve(config: str) -> None:
             Rpc("GetOrder", GetOrderQuery, OrderView),
         ],
     )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(binding.name, binding.method_handlers(calls)),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
+    # Served as production serves any binding; only metrics and tracing differ between configs.
+    settings = isolated_settings(metrics=config != "off", limits={"stall_timeout": None})
+    server = create_server(settings, services=[binding], tracing=tracing)
     await server.start()
-    print(port, flush=True)
+    print(server.port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
-    await server.stop(0)
-    if tracing is not None:
-        tracing.shutdown()
+    await server.stop(0)  # shuts the tracer down too
 
 
 # -- the client ----------------------------------------------------------------------------------
