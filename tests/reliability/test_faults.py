@@ -21,6 +21,7 @@ from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import Settings, create_server
 from server.limits import LimitSettings
 from server.services.orders import MAX_ORDERS_PER_REQUEST
+from tests.gated_broker import GatedBroker
 from tests.reliability.counting import CountingServer
 from tests.server.gated import stray_tasks
 
@@ -103,6 +104,37 @@ async def test_the_settings_stall_timeout_ends_a_stalled_stream_of_the_real_serv
         assert server.handlers.order_analytics().per_category["electronics"] == processed
         assert len(broker.messages) == processed
         assert server.calls.active == 0
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_a_slow_handler_is_not_a_stalled_client_and_the_watch_still_ends_a_later_stall(
+    server_settings: Settings,
+) -> None:
+    # The second item's notification is held for several stall timeouts: the service is slow, the
+    # client is not, and the stream must live on. Then the client stops reading: that stall ends it.
+    ids = [f"{index:0100d}" for index in range(MAX_ORDERS_PER_REQUEST)]
+    broker = GatedBroker(hold=lambda order_id: order_id == ids[1])
+    settings = server_settings.model_copy(update={"limits": LimitSettings(stall_timeout=STALL_TIMEOUT)})
+    server = create_server(settings, broker=broker)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address, options=SMALL_WINDOW) as channel:
+            call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
+                orders_pb2.ProcessOrdersRequest(order_ids=ids)
+            )
+            assert (await call.read()).order_id == ids[0]  # written: the watch saw a write end
+            await asyncio.wait_for(broker.parked.wait(), 30)
+            # The scenario itself, not a synchronisation: the service takes longer than the timeout.
+            await asyncio.sleep(3 * STALL_TIMEOUT)
+            broker.gate.set()
+            assert (await call.read()).order_id == ids[1], "the slow service's stream was not ended"
+            assert await server.calls.wait_idle(STALL_BOUND), "the stalled client's stream was not ended"
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(broker.messages) == len(server.handlers.order_book()) < len(ids)
     finally:
         await server.stop(grace=0)
 
