@@ -38,6 +38,7 @@ GROUPS: dict[str, Group] = {
         (
             "tests/server/test_adapter.py",
             "tests/server/test_service.py",
+            "tests/server/test_binding.py",
             "tests/server/test_lifecycle.py",
             "tests/reliability/test_faults.py",
             "tests/reliability/test_bad_input.py",
@@ -72,7 +73,9 @@ source_paths = ["server/", "mediator/"]
 also_copy = ["protos/", "client/", "bench/", "examples/", "third_party/", "docs/", "package.json"]
 only_mutate = {toml_list([group.source])}
 pytest_add_cli_args_test_selection = {toml_list(group.tests)}
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
+# A mutant that makes a test hang is killed once its tests take 5x their clean time (mutmut: 15x).
+timeout_multiplier = 5.0
 """
 
 

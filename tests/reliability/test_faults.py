@@ -74,10 +74,12 @@ STALL_TIMEOUT = 1.0
 STALL_BOUND = 15.0
 
 
+@pytest.mark.parametrize("metrics", [True, False], ids=["metrics on", "metrics off"])
 async def test_the_settings_stall_timeout_ends_a_stalled_stream_of_the_real_server(
-    server_settings: Settings, broker: InMemoryMessageBroker
+    server_settings: Settings, broker: InMemoryMessageBroker, metrics: bool
 ) -> None:
-    settings = server_settings.model_copy(update={"limits": LimitSettings(stall_timeout=STALL_TIMEOUT)})
+    limits = LimitSettings(stall_timeout=STALL_TIMEOUT)
+    settings = server_settings.model_copy(update={"limits": limits, "metrics": metrics})
     ids = [f"{index:0100d}" for index in range(MAX_ORDERS_PER_REQUEST)]  # ~1.4 MB of results: >> 64 KiB
     server = create_server(settings, broker=broker)
     await server.start()
@@ -104,6 +106,16 @@ async def test_the_settings_stall_timeout_ends_a_stalled_stream_of_the_real_serv
         assert server.handlers.order_analytics().per_category["electronics"] == processed
         assert len(broker.messages) == processed
         assert server.calls.active == 0
+        if server.metrics is not None:  # the time the stream's writes waited for the client is counted
+            labels = {
+                "grpc_type": "server_stream",
+                "grpc_service": "orders.v1.OrderService",
+                "grpc_method": "ProcessOrders",
+                "transport": "grpc",
+            }
+            waited = server.metrics.registry.get_sample_value("rill_server_client_wait_seconds_sum", labels)
+            assert waited is not None
+            assert waited > 0
     finally:
         await server.stop(grace=0)
 

@@ -63,13 +63,14 @@ async def test_stop_gives_an_in_flight_stream_the_grace_period_and_its_events_fi
             watch.cancel()  # an open Watch is an in-flight call too: it would hold the stop for the grace
             with pytest.raises(grpc.aio.AioRpcError) as late:
                 await process(channel, "late").read()
-            assert late.value.code() == grpc.StatusCode.UNAVAILABLE
+            # Refused at the door or cancelled on arrival, as grpc's stop has it: never served.
+            assert late.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
             broker.gate.set()
             assert [result.order_id async for result in call] == ["a", "b"]
             assert await call.code() == grpc.StatusCode.OK
             await asyncio.wait_for(stopping, 60)
         assert broker.log == ["a sending", "a sent", "b sending", "b sent", "closed"]
-        assert len(server.handlers.order_book()) == 2
+        assert len(server.handlers.order_book()) == 2, "the late call processed nothing"
         assert server.calls.active == 0
     finally:
         await server.stop(grace=0)
