@@ -8,6 +8,7 @@ opens ``gate`` (or for good), which gives a test an event-handler run provably i
 from __future__ import annotations
 
 import asyncio
+import collections
 import typing
 
 from mediator.message_brokers.protocol import Message
@@ -18,10 +19,12 @@ __all__ = ["FailingBroker", "GatedBroker"]
 class GatedBroker:
     """A broker whose sends park until ``gate`` is set; ``log`` records what happened, in order."""
 
-    def __init__(self, hold: typing.Callable[[str], bool] = lambda order_id: True) -> None:
-        self.hold = hold  # which orders' notifications wait at the gate (default: all)
+    def __init__(self, gates: typing.Mapping[str, asyncio.Event] | None = None) -> None:
         self.gate = asyncio.Event()
-        self.parked = asyncio.Event()  # set when the first send is waiting at the gate
+        # Which orders' notifications wait, each at its own gate (default: all, at ``gate``).
+        self.gates = gates
+        self.parked = asyncio.Event()  # set when the first send is waiting at a gate
+        self.parked_at: collections.defaultdict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
         self.log: list[str] = []
         self.messages: list[Message] = []
 
@@ -29,9 +32,11 @@ class GatedBroker:
         order_id = message.payload["order_id"]
         self.log.append(f"{order_id} sending")
         try:
-            if self.hold(order_id):
+            gate = self.gate if self.gates is None else self.gates.get(order_id)
+            if gate is not None:
                 self.parked.set()
-                await self.gate.wait()
+                self.parked_at[order_id].set()
+                await gate.wait()
         except asyncio.CancelledError:
             self.log.append(f"{order_id} cancelled")
             raise

@@ -123,10 +123,12 @@ async def test_the_settings_stall_timeout_ends_a_stalled_stream_of_the_real_serv
 async def test_a_slow_handler_is_not_a_stalled_client_and_the_watch_still_ends_a_later_stall(
     server_settings: Settings,
 ) -> None:
-    # The second item's notification is held for several stall timeouts: the service is slow, the
-    # client is not, and the stream must live on. Then the client stops reading: that stall ends it.
+    # The first and the second item's notifications are each held for several stall timeouts (before
+    # any write, and after one): the service is slow, the client is not, and the stream must live on.
+    # Then the client stops reading: that stall ends it.
     ids = [f"{index:0100d}" for index in range(MAX_ORDERS_PER_REQUEST)]
-    broker = GatedBroker(hold=lambda order_id: order_id == ids[1])
+    gates = {ids[0]: asyncio.Event(), ids[1]: asyncio.Event()}
+    broker = GatedBroker(gates)
     settings = server_settings.model_copy(update={"limits": LimitSettings(stall_timeout=STALL_TIMEOUT)})
     server = create_server(settings, broker=broker)
     await server.start()
@@ -135,12 +137,12 @@ async def test_a_slow_handler_is_not_a_stalled_client_and_the_watch_still_ends_a
             call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
                 orders_pb2.ProcessOrdersRequest(order_ids=ids)
             )
-            assert (await call.read()).order_id == ids[0]  # written: the watch saw a write end
-            await asyncio.wait_for(broker.parked.wait(), 30)
-            # The scenario itself, not a synchronisation: the service takes longer than the timeout.
-            await asyncio.sleep(3 * STALL_TIMEOUT)
-            broker.gate.set()
-            assert (await call.read()).order_id == ids[1], "the slow service's stream was not ended"
+            for held in ids[:2]:
+                await asyncio.wait_for(broker.parked_at[held].wait(), 30)
+                # The scenario itself, not a synchronisation: the service takes longer than the timeout.
+                await asyncio.sleep(3 * STALL_TIMEOUT)
+                gates[held].set()
+                assert (await call.read()).order_id == held, "the slow service's stream was not ended"
             assert await server.calls.wait_idle(STALL_BOUND), "the stalled client's stream was not ended"
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 while await call.read() is not grpc.aio.EOF:
@@ -149,6 +151,32 @@ async def test_a_slow_handler_is_not_a_stalled_client_and_the_watch_still_ends_a
         assert len(broker.messages) == len(server.handlers.order_book()) < len(ids)
     finally:
         await server.stop(grace=0)
+
+
+async def test_a_client_cancel_is_counted_cancelled_not_as_a_stall(server_settings: Settings) -> None:
+    # The stall watch is on (its default); a cancel that is not its own stays a cancel.
+    ids = [f"{index:0100d}" for index in range(MAX_ORDERS_PER_REQUEST)]
+    async with create_server(server_settings) as server, grpc.aio.insecure_channel(server.address) as channel:
+        call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
+            orders_pb2.ProcessOrdersRequest(order_ids=ids)
+        )
+        assert (await call.read()).order_id == ids[0]
+        call.cancel()
+        assert await server.calls.wait_idle(30)
+        assert server.metrics is not None
+        labels = {
+            "grpc_type": "server_stream",
+            "grpc_service": "orders.v1.OrderService",
+            "grpc_method": "ProcessOrders",
+            "transport": "grpc",
+        }
+        handled = {
+            code: server.metrics.registry.get_sample_value(
+                "grpc_server_handled_total", {**labels, "grpc_code": code}
+            )
+            for code in ("CANCELLED", "RESOURCE_EXHAUSTED")
+        }
+        assert handled == {"CANCELLED": 1, "RESOURCE_EXHAUSTED": None}
 
 
 async def test_an_event_handler_that_raises_ends_the_stream_internal_and_the_server_stays_healthy(
