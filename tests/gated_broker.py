@@ -13,7 +13,7 @@ import typing
 
 from mediator.message_brokers.protocol import Message
 
-__all__ = ["FailingBroker", "GatedBroker"]
+__all__ = ["FailingBroker", "GatedBroker", "StubbornBroker"]
 
 
 class GatedBroker:
@@ -56,3 +56,22 @@ class FailingBroker(GatedBroker):
 
     async def start(self) -> None:
         raise ConnectionError("broker unreachable")
+
+
+class StubbornBroker(GatedBroker):
+    """A broker whose send ignores its cancellation until ``gate`` opens: a run that will not stop.
+
+    (It breaks the rule that cancellation is never swallowed, on purpose: it is what the server's
+    stop must not wait for forever.)
+    """
+
+    async def send_message(self, message: Message) -> None:
+        order_id = message.payload["order_id"]
+        self.log.append(f"{order_id} sending")
+        self.parked.set()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.log.append(f"{order_id} ignores its cancellation")
+            await self.gate.wait()
+            raise

@@ -23,7 +23,7 @@ from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import RillServer, Settings, create_server
 from server.settings import ServiceSettings
 from server.tracing import Tracing
-from tests.gated_broker import FailingBroker, GatedBroker
+from tests.gated_broker import FailingBroker, GatedBroker, StubbornBroker
 
 # How long a stop lets an event run of a cancelled stream finish (then cancels it): waited out in
 # one test, never asserted.
@@ -32,7 +32,8 @@ DRAIN_TIMEOUT = 1.0
 
 def orders_settings(settings: Settings, delivery: EventDelivery) -> Settings:
     service = ServiceSettings(event_delivery=delivery, drain_timeout=DRAIN_TIMEOUT)
-    return settings.model_copy(update={"orders": service})
+    files = ServiceSettings(drain_timeout=DRAIN_TIMEOUT)
+    return settings.model_copy(update={"orders": service, "files": files})
 
 
 def process(channel: grpc.aio.Channel, *order_ids: str) -> typing.Any:
@@ -139,7 +140,7 @@ async def test_async_with_serves_then_stops_and_a_stopped_server_cannot_start_ag
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     await server.stop(grace=0)  # a second stop does nothing
     assert broker.log.count("closed") == 1
-    with pytest.raises(RuntimeError, match="cannot be started again"):
+    with pytest.raises(RuntimeError, match=r"^a stopped server cannot be started again; create a new one$"):
         await server.start()
 
 
@@ -186,3 +187,28 @@ async def test_the_metrics_port_serves_until_the_stop(server_settings: Settings)
     async with httpx.AsyncClient(timeout=30) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(url)
+
+
+async def test_a_run_that_will_not_stop_does_not_hold_the_stop_forever(
+    server_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = StubbornBroker()
+    server = await serving(orders_settings(server_settings, EventDelivery.OVERLAPPED), broker)
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            call = process(channel, "a")
+            assert (await call.read()).order_id == "a"
+            await asyncio.wait_for(broker.parked.wait(), 30)
+            # The drain cancels the run after its timeout; the run ignores that. The stop gives up
+            # waiting one second after the longest drain timeout, says so, and closes the broker.
+            await asyncio.wait_for(server.stop(grace=0), 60)
+            assert server.calls.active == 1
+            assert broker.log == ["a sending", "a ignores its cancellation", "closed"]
+            errors = [r.getMessage() for r in caplog.records if r.name == "server" and r.levelname == "ERROR"]
+            drain = DRAIN_TIMEOUT + 1
+            assert errors == [f"1 calls were still finishing {drain:g} s after the grace period"]
+            broker.gate.set()
+            assert await server.calls.wait_idle(30)
+    finally:
+        broker.gate.set()
+        await server.stop(grace=0)
