@@ -11,10 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import typing
 
 import grpc
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from client import RetryPolicy, RillClient
 from server import RillServer
@@ -71,7 +74,14 @@ class ServerProcess:
 
     def __init__(self, python: str = sys.executable, cwd: pathlib.Path = ROOT) -> None:
         # No HTTP edge: its fixed default port would collide with other servers started by tests.
-        env = {**os.environ, "RILL_GRACE_PERIOD": "1", "RILL_HTTP_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
+        # /metrics on a free port of its own: how a test sees, from outside, how calls ended.
+        env = {
+            **os.environ,
+            "RILL_GRACE_PERIOD": "1",
+            "RILL_HTTP_ADDRESS": "",
+            "RILL_METRICS_ADDRESS": "127.0.0.1:0",
+            "PYTHONUNBUFFERED": "1",
+        }
         self.process = subprocess.Popen(
             [python, "-m", "server", "--address", "127.0.0.1:0"],
             cwd=cwd,
@@ -92,6 +102,7 @@ class ServerProcess:
         for reader in self._readers:
             reader.start()
         self.address = self._wait_listening()
+        self.metrics_address = self._wait_line("metrics on ")
 
     def _read_stdout(self, stream: typing.TextIO) -> None:
         for line in stream:
@@ -104,16 +115,44 @@ class ServerProcess:
                 self._log.append(line.rstrip("\n"))
                 self._log_changed.notify_all()
 
-    def _wait_listening(self, timeout: float = 30) -> str:
+    def _wait_listening(self) -> str:
+        return self._wait_line("listening on ")
+
+    def _wait_line(self, prefix: str, timeout: float = 30) -> str:
         try:
             line = self._stdout.get(timeout=timeout)
         except queue.Empty:
             self.stop()
             pytest.fail(f"the server printed nothing for {timeout} s:\n{self.log}")
-        if not line.startswith("listening on "):
+        if not line.startswith(prefix):
             self.stop()
             pytest.fail(f"the server did not start: {line!r}\n{self.log}")
-        return line.removeprefix("listening on ").strip()
+        return line.removeprefix(prefix).strip()
+
+    def handled(self, method: str, code: str) -> float:
+        """How many calls of ``method`` (``Service/Method``) the server ended with ``code``, from /metrics."""
+        service, _, name = method.rpartition("/")
+        text = httpx.get(f"http://{self.metrics_address}/metrics", timeout=30).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if (
+                    sample.name == "grpc_server_handled_total"
+                    and (labels["grpc_service"], labels["grpc_method"], labels["grpc_code"])
+                    == (service, name, code)
+                    and labels["transport"] == "grpc"
+                ):
+                    return sample.value
+        return 0.0
+
+    def wait_handled(self, method: str, code: str, more_than: float, timeout: float = 30) -> float:
+        """Waits (bounded) until more than ``more_than`` calls of ``method`` ended with ``code``."""
+        deadline = time.monotonic() + timeout
+        while (count := self.handled(method, code)) <= more_than:
+            if time.monotonic() > deadline:
+                pytest.fail(f"no more {method} calls ended {code} within {timeout} s:\n{self.log}")
+            time.sleep(0.05)  # polling a process from outside: there is nothing to await
+        return count
 
     @property
     def log(self) -> str:

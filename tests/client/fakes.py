@@ -47,6 +47,7 @@ class CallRecord:
     metadata: dict[str, str]
     sent: int = 0
     outcome: str = "running"  # "ok", a status name, or "cancelled"
+    time_remaining: float | None = None  # of the call's deadline when the call arrived (None: none)
 
 
 def _stamp() -> timestamp_pb2.Timestamp:
@@ -68,7 +69,7 @@ class FakeOrderService:
         metadata = {
             key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
         }
-        self.calls.append(CallRecord(method, metadata))
+        self.calls.append(CallRecord(method, metadata, time_remaining=context.time_remaining()))
         return self.script[min(len(self.calls) - 1, len(self.script) - 1)]
 
     async def process_orders(

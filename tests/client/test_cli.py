@@ -233,7 +233,11 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+PROCESS_FILES = "files.v1.FileService/ProcessFiles"
+
+
 def test_sigint_mid_stream_cancels_and_exits_130(server_process: ServerProcess) -> None:
+    cancelled_before = server_process.handled(PROCESS_FILES, "CANCELLED")
     request_id = f"req-sigint-{uuid.uuid4().hex[:8]}"
     args = ["--request-id", request_id, "files", "process", "--json", *LONG_FILES]
     with popen(
@@ -249,20 +253,20 @@ def test_sigint_mid_stream_cancels_and_exits_130(server_process: ServerProcess) 
         first = process.stdout.readline()
         assert first, f"the command line ended before its first result: {process.stderr.read()}"
         FileProcessedResult.model_validate_json(first)
-        interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=30)
-        elapsed = time.monotonic() - interrupted
+        # A bound against a hang only: the stream it interrupts would take minutes.
+        stdout, stderr = process.communicate(timeout=60)
 
     assert process.returncode == EXIT_INTERRUPTED, stderr
-    assert elapsed < 10, f"took {elapsed:.1f} s to stop"
-    assert "cancelled after" in stderr
+    assert "cancelled after" in stderr, "the user is told"
     assert "Traceback" not in stderr
-    assert all(FileProcessedResult.model_validate_json(line) for line in stdout.splitlines())
-    server_process.wait_for_log("ProcessFiles cancelled after", request_id)
+    results = [FileProcessedResult.model_validate_json(line) for line in stdout.splitlines()]
+    assert len(results) < len(LONG_FILES) - 1, "the first line was read above; the rest never came"
+    server_process.wait_handled(PROCESS_FILES, "CANCELLED", more_than=cancelled_before)
 
 
 def test_a_closed_stdout_cancels_the_stream(server_process: ServerProcess) -> None:
+    cancelled_before = server_process.handled(PROCESS_FILES, "CANCELLED")
     request_id = f"req-pipe-{uuid.uuid4().hex[:8]}"
     args = ["--request-id", request_id, "files", "process", "--json", *LONG_FILES]
     with popen(
@@ -275,4 +279,4 @@ def test_a_closed_stdout_cancels_the_stream(server_process: ServerProcess) -> No
         process.stdout.close()  # like `| head -1`
         assert process.wait(timeout=30) == EXIT_PIPE_CLOSED
 
-    server_process.wait_for_log("ProcessFiles cancelled after", request_id)
+    server_process.wait_handled(PROCESS_FILES, "CANCELLED", more_than=cancelled_before)

@@ -10,7 +10,8 @@ import pytest
 from client import DeadlineExceeded, Internal, RetryPolicy, RillClient, RillError, Unavailable
 from server import Settings, create_server
 from tests.client.conftest import FAST_RETRY, FakeServers
-from tests.client.fakes import FakeOrderService, fail, stream
+from tests.client.fakes import FakeOrderService, fail, hang_after, stream
+from tests.deadlines import parked_within
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
@@ -94,16 +95,33 @@ async def test_a_unary_call_is_retried_on_unavailable(fake_servers: FakeServers)
 
 
 async def test_the_deadline_covers_the_retries(fake_servers: FakeServers) -> None:
-    fake = FakeOrderService(fail(UNAVAILABLE))
-    address = await fake_servers.start(fake)
-    patient = RetryPolicy(max_attempts=1000, initial_backoff=0.02, max_backoff=0.05)
-    async with RillClient(address, retry=patient) as client:
-        with pytest.raises(DeadlineExceeded):
-            async with client.process_orders(["a"], timeout=0.3) as results:
-                async for _ in results:
-                    pass
+    # Two attempts fail UNAVAILABLE, the third hangs until the deadline ends it. Each attempt's
+    # deadline, as the service sees it, is what is left of the call's: the backoffs used it up.
+    patient = RetryPolicy(max_attempts=1000, initial_backoff=0.05, max_backoff=0.05, jitter=0)
 
-    assert 1 < len(fake.calls) < 1000
+    async def attempt(deadline: float) -> bool:
+        fake = FakeOrderService(fail(UNAVAILABLE), fail(UNAVAILABLE), hang_after(0))
+        retries = Retries()
+        address = await fake_servers.start(fake)
+        async with RillClient(address, retry=patient, on_retry=retries) as client:
+            with pytest.raises(DeadlineExceeded):
+                async with client.process_orders(["a"], timeout=deadline) as results:
+                    async for _ in results:
+                        pass
+        if not fake.hanging.is_set():
+            return False  # the deadline passed before the third attempt: a longer one
+        await asyncio.wait_for(fake.cancelled.wait(), 30)
+        assert [call.outcome for call in fake.calls] == ["UNAVAILABLE", "UNAVAILABLE", "cancelled"]
+        first, _, last = (call.time_remaining for call in fake.calls)
+        assert first is not None
+        assert last is not None
+        waited = sum(delay for _, _, delay in retries.seen)
+        assert waited == pytest.approx(0.1)
+        # 1 ms: grpc sends the timeout rounded to its unit.
+        assert last <= first - waited + 0.001, "the retry got a fresh deadline"
+        return True
+
+    await parked_within(attempt)
 
 
 async def test_a_server_that_starts_after_the_first_attempt_is_reached(server_settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """Faults: clients that cancel anywhere, a client that stops reading, event handlers that fail or hang.
 
+The stall timeout is tested on the real service, built as production builds it (``create_server``).
 (Deadlines, a handler that raises, and stop with a grace period are in tests/server/test_adapter.py;
 SIGTERM with many streams in flight is in test_sigterm.py.)
 """
@@ -15,7 +16,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mediator.message_brokers.memory import InMemoryMessageBroker
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
+from server import Settings, create_server
+from server.limits import LimitSettings
+from server.services.orders import MAX_ORDERS_PER_REQUEST
+from tests.gated_broker import GatedBroker
 from tests.reliability.counting import CountingServer
 from tests.server.gated import stray_tasks
 
@@ -62,28 +68,115 @@ async def test_cancel_at_a_random_point_100_times_closes_every_handler_and_handl
     assert not stray_tasks(before)
 
 
-async def test_a_client_that_stops_reading_is_ended_after_the_stall_timeout() -> None:
-    total = 100_000
-    async with (
-        CountingServer(stall_timeout=0.3) as served,
-        grpc.aio.insecure_channel(served.address, options=SMALL_WINDOW) as channel,
-    ):
-        call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(request(f"n{total}"))
-        assert (await call.read()).order_id == f"n{total}-0"
-        # The server closes the handler; the status waits behind the items the client has not read.
-        await asyncio.wait_for(served.counts.finally_ran.wait(), timeout=30)
-        produced = len(served.counts.produced)
-        received = 1
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            while await call.read() is not grpc.aio.EOF:
-                received += 1
-    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "took no item" in (raised.value.details() or "")
-    # The handler ran ahead of the reader by the client's window only, then stopped for good.
-    assert produced < total
-    assert received <= produced
-    assert await served.calls.wait_idle(10)
-    assert served.counts.handled == dict.fromkeys(served.counts.produced, 1)
+# The service's stall timeout in the test below, and how long the test waits for it to act: a bound
+# against a hang (and against a watch that fires many times too late), not a measurement.
+STALL_TIMEOUT = 1.0
+STALL_BOUND = 15.0
+
+
+@pytest.mark.parametrize("metrics", [True, False], ids=["metrics on", "metrics off"])
+async def test_the_settings_stall_timeout_ends_a_stalled_stream_of_the_real_server(
+    server_settings: Settings, broker: InMemoryMessageBroker, metrics: bool
+) -> None:
+    limits = LimitSettings(stall_timeout=STALL_TIMEOUT)
+    settings = server_settings.model_copy(update={"limits": limits, "metrics": metrics})
+    ids = [f"{index:0100d}" for index in range(MAX_ORDERS_PER_REQUEST)]  # ~1.4 MB of results: >> 64 KiB
+    server = create_server(settings, broker=broker)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address, options=SMALL_WINDOW) as channel:
+            call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
+                orders_pb2.ProcessOrdersRequest(order_ids=ids)
+            )
+            assert (await call.read()).order_id == ids[0]
+            # The client reads no more. The server ends the stream and closes its handler; the status
+            # itself waits behind the items already in the client's window.
+            assert await server.calls.wait_idle(STALL_BOUND), "the stalled stream still holds its handler"
+            processed = len(server.handlers.order_book())
+            received = 1
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                while await call.read() is not grpc.aio.EOF:
+                    received += 1
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "took no item" in (raised.value.details() or "")
+        # Production stopped at about the client's window, for good, and every produced order's events
+        # were handled (strict delivery: before the order was written).
+        assert received <= processed < len(ids)
+        assert len(server.handlers.order_book()) == processed
+        assert server.handlers.order_analytics().per_category["electronics"] == processed
+        assert len(broker.messages) == processed
+        assert server.calls.active == 0
+        if server.metrics is not None:  # the time the stream's writes waited for the client is counted
+            labels = {
+                "grpc_type": "server_stream",
+                "grpc_service": "orders.v1.OrderService",
+                "grpc_method": "ProcessOrders",
+                "transport": "grpc",
+            }
+            waited = server.metrics.registry.get_sample_value("rill_server_client_wait_seconds_sum", labels)
+            assert waited is not None
+            assert waited > 0
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_a_slow_handler_is_not_a_stalled_client_and_the_watch_still_ends_a_later_stall(
+    server_settings: Settings,
+) -> None:
+    # The first and the second item's notifications are each held for several stall timeouts (before
+    # any write, and after one): the service is slow, the client is not, and the stream must live on.
+    # Then the client stops reading: that stall ends it.
+    ids = [f"{index:0100d}" for index in range(MAX_ORDERS_PER_REQUEST)]
+    gates = {ids[0]: asyncio.Event(), ids[1]: asyncio.Event()}
+    broker = GatedBroker(gates)
+    settings = server_settings.model_copy(update={"limits": LimitSettings(stall_timeout=STALL_TIMEOUT)})
+    server = create_server(settings, broker=broker)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address, options=SMALL_WINDOW) as channel:
+            call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
+                orders_pb2.ProcessOrdersRequest(order_ids=ids)
+            )
+            for held in ids[:2]:
+                await asyncio.wait_for(broker.parked_at[held].wait(), 30)
+                # The scenario itself, not a synchronisation: the service takes longer than the timeout.
+                await asyncio.sleep(3 * STALL_TIMEOUT)
+                gates[held].set()
+                assert (await call.read()).order_id == held, "the slow service's stream was not ended"
+            assert await server.calls.wait_idle(STALL_BOUND), "the stalled client's stream was not ended"
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(broker.messages) == len(server.handlers.order_book()) < len(ids)
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_a_client_cancel_is_counted_cancelled_not_as_a_stall(server_settings: Settings) -> None:
+    # The stall watch is on (its default); a cancel that is not its own stays a cancel.
+    ids = [f"{index:0100d}" for index in range(MAX_ORDERS_PER_REQUEST)]
+    async with create_server(server_settings) as server, grpc.aio.insecure_channel(server.address) as channel:
+        call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
+            orders_pb2.ProcessOrdersRequest(order_ids=ids)
+        )
+        assert (await call.read()).order_id == ids[0]
+        call.cancel()
+        assert await server.calls.wait_idle(30)
+        assert server.metrics is not None
+        labels = {
+            "grpc_type": "server_stream",
+            "grpc_service": "orders.v1.OrderService",
+            "grpc_method": "ProcessOrders",
+            "transport": "grpc",
+        }
+        handled = {
+            code: server.metrics.registry.get_sample_value(
+                "grpc_server_handled_total", {**labels, "grpc_code": code}
+            )
+            for code in ("CANCELLED", "RESOURCE_EXHAUSTED")
+        }
+        assert handled == {"CANCELLED": 1, "RESOURCE_EXHAUSTED": None}
 
 
 async def test_an_event_handler_that_raises_ends_the_stream_internal_and_the_server_stays_healthy(

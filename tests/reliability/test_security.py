@@ -6,6 +6,7 @@ Certificates are throwaway ones made by ``trustme`` for each test.
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 import ssl
 import typing
@@ -17,10 +18,12 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+import client
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import RillServer, Settings, create_server, load_settings
 from server.limits import LimitSettings
 from server.tls import TlsSettings
+from tests.server.test_process import spawn_server
 
 TOKEN = "s3cret-token"
 
@@ -272,3 +275,123 @@ async def test_calls_beyond_max_concurrent_rpcs_are_refused_resource_exhausted(
     finally:
         await asyncio.gather(*(channel.close() for channel in held))
         await server.stop(grace=0)
+
+
+# -- Where users meet TLS and the token: the HTTPS edge, the Python client, `python -m server` ------
+
+
+def _http_started(server: RillServer) -> float:
+    """How many calls the HTTP edge let through to the service (from the server's own metrics)."""
+    assert server.metrics is not None
+    labels = {
+        "grpc_type": "server_stream",
+        "grpc_service": "orders.v1.OrderService",
+        "grpc_method": "ProcessOrders",
+        "transport": "http",
+    }
+    return server.metrics.registry.get_sample_value("grpc_server_started_total", labels) or 0.0
+
+
+async def _https_process(url: str, context: ssl.SSLContext) -> httpx.Response:
+    async with httpx.AsyncClient(verify=context, timeout=30) as client:
+        return await client.post(url, json={"order_ids": ["a"]})
+
+
+async def test_the_https_edge_with_a_client_ca_refuses_a_client_without_a_certificate(
+    server_settings: Settings, tls_files: dict[str, pathlib.Path]
+) -> None:
+    tls = TlsSettings(cert_file=tls_files["cert"], key_file=tls_files["key"], client_ca_file=tls_files["ca"])
+    server = await serving(server_settings.model_copy(update={"tls": tls, "http_address": "127.0.0.1:0"}))
+    try:
+        assert server.http is not None
+        url = f"https://localhost:{server.http.port}/v1/orders:process"
+        with_certificate = ssl.create_default_context(cafile=str(tls_files["ca"]))
+        with_certificate.load_cert_chain(str(tls_files["client_cert"]), str(tls_files["client_key"]))
+        response = await _https_process(url, with_certificate)
+        assert response.status_code == 200
+        assert "event: complete" in response.text
+        assert _http_started(server) == 1
+
+        without = ssl.create_default_context(cafile=str(tls_files["ca"]))
+        with pytest.raises(httpx.TransportError):  # TLS 1.3: the refusal arrives as the first read fails
+            await _https_process(url, without)
+        stranger = trustme.CA().issue_cert("stranger@example.test")
+        foreign = ssl.create_default_context(cafile=str(tls_files["ca"]))
+        stranger.configure_cert(foreign)
+        with pytest.raises(httpx.TransportError):
+            await _https_process(url, foreign)
+        async with httpx.AsyncClient(timeout=30) as plain:
+            with pytest.raises(httpx.TransportError):
+                await plain.post(f"http://localhost:{server.http.port}/v1/orders:process", json={})
+        assert _http_started(server) == 1, "no refused client reached the service"
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_the_python_client_with_tls_and_a_token_against_the_real_service(
+    server_settings: Settings, tls_files: dict[str, pathlib.Path]
+) -> None:
+    tls = TlsSettings(cert_file=tls_files["cert"], key_file=tls_files["key"], client_ca_file=tls_files["ca"])
+    settings = server_settings.model_copy(update={"tls": tls, "auth_token": TOKEN})
+    server = await serving(Settings.model_validate(settings.model_dump()))
+    port = server.address.rpartition(":")[2]
+    address = f"localhost:{port}"
+    client_tls = client.TLS.from_files(tls_files["ca"], tls_files["client_cert"], tls_files["client_key"])
+    try:
+        async with client.RillClient(address, tls=client_tls, token=TOKEN, timeout=30) as rill:
+            async with rill.process_orders(["a", "b"]) as results:
+                assert [result.order_id async for result in results] == ["a", "b"]
+            assert (await rill.get_order("a")).order_id == "a"
+        async with client.RillClient(address, tls=client_tls, timeout=30) as rill:
+            with pytest.raises(client.Unauthenticated):
+                await rill.get_order("a")
+        async with client.RillClient(address, tls=client_tls, token="not-the-token", timeout=30) as rill:
+            with pytest.raises(client.PermissionDenied):
+                async with rill.process_orders(["c"]) as results:
+                    async for _ in results:
+                        pytest.fail("nothing is streamed to a wrong token")
+        no_certificate = client.TLS.from_files(tls_files["ca"])
+        async with client.RillClient(
+            address, tls=no_certificate, token=TOKEN, retry=client.NO_RETRY, timeout=30
+        ) as rill:
+            with pytest.raises(client.Unavailable):
+                await rill.get_order("a")
+        assert len(server.handlers.order_book()) == 2, "only the authorised call processed orders"
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_the_token_is_never_logged(token_server: RillServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert token_server.http is not None
+    async with grpc.aio.insecure_channel(token_server.address) as channel:
+        assert await process_orders(channel, ("authorization", f"Bearer {TOKEN}")) == ["a", "b"]
+        with pytest.raises(grpc.aio.AioRpcError):
+            await process_orders(channel, ("authorization", f"Bearer {TOKEN}-wrong"))
+    async with httpx.AsyncClient(base_url=f"http://{token_server.http.address}", timeout=30) as http:
+        await http.get("/v1/orders/a", headers={"authorization": f"Bearer {TOKEN}-wrong"})
+    await token_server.stop(grace=0)
+    assert caplog.records, "the calls were logged"
+    assert TOKEN not in caplog.text
+    assert not [record for record in caplog.records if TOKEN in str(record.__dict__)]
+
+
+@pytest.mark.parametrize("missing", ["cert", "key", "ca"])
+async def test_python_m_server_with_a_missing_tls_file_does_not_serve(
+    tls_files: dict[str, pathlib.Path], missing: str
+) -> None:
+    env = {
+        "RILL_TLS__CERT_FILE": str(tls_files["cert"]),
+        "RILL_TLS__KEY_FILE": str(tls_files["key"]),
+        "RILL_TLS__CLIENT_CA_FILE": str(tls_files["ca"]),
+    }
+    gone = tls_files[missing]
+    gone.unlink()
+    process = await spawn_server(env=env)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2, stderr.decode()
+    assert "listening on" not in stdout.decode()
+    text = stderr.decode()
+    assert "cannot start" in text
+    assert str(gone) in text
+    assert "Traceback" not in text
