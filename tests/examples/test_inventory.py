@@ -4,9 +4,7 @@ platform, called with the generic client in-process and with grpcurl against ``p
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
-import sys
 
 import pytest
 
@@ -17,6 +15,7 @@ from examples.inventory.v1 import inventory_pb2
 from server import Settings
 from server.testing import serving
 from tests.server.test_grpcurl import grpcurl, json_objects
+from tests.server.test_process import spawn_server
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RESTOCK = "/inventory.v1.InventoryService/Restock"
@@ -55,20 +54,10 @@ async def test_the_generic_client_streams_and_reads_back_what_the_event_handler_
 
 
 async def test_grpcurl_streams_from_python_m_server_app_with_enum_names_and_maps() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server",
+    process = await spawn_server(
         "--app",
         "examples.inventory.app:services",
-        "--address",
-        "127.0.0.1:0",
-        "--http-address",
-        "",
-        cwd=REPO,
-        env={**os.environ, "RILL_SERVICES__INVENTORY__EVENT_DELIVERY": "strict"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        env={"RILL_SERVICES__INVENTORY__EVENT_DELIVERY": "strict"},
     )
     assert process.stdout is not None
     try:

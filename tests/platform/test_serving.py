@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from server.apps import AppError, load_services
 from server.convert import BindingError
 from server.testing import serving
 from tests.platform import app
+from tests.server.test_process import spawn_server
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -105,25 +105,8 @@ def test_load_services_explains_what_is_wrong() -> None:
     assert load_services("tests.platform.app:services") is app.services
 
 
-async def run_module(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server",
-        "--address",
-        "127.0.0.1:0",
-        "--http-address",
-        "",
-        *args,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
 async def test_python_m_server_app_serves_the_named_bindings_with_their_settings() -> None:
-    process = await run_module(
+    process = await spawn_server(
         "--app", "tests.platform.app:services", env={"RILL_SERVICES__SHIPPING__EVENT_HANDLER_TIMEOUT": "7"}
     )
     assert process.stdout is not None
@@ -151,7 +134,7 @@ async def test_python_m_server_app_serves_the_named_bindings_with_their_settings
     [("tests.platform.app:nothing", "has no attribute 'nothing'"), ("nope", "expected MODULE:ATTR")],
 )
 async def test_python_m_server_with_a_wrong_app_exits_2_saying_why(app_spec: str, message: str) -> None:
-    process = await run_module("--app", app_spec)
+    process = await spawn_server("--app", app_spec)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 2
     assert message in stderr.decode()
