@@ -252,7 +252,8 @@ async def test_the_client_timeout_is_every_call_s_deadline(fake_servers: FakeSer
         assert streamed.outcome == "cancelled", "the deadline ended the call at the server"
         for call in (streamed, unary):
             assert call.time_remaining is not None
-            assert 0 < call.time_remaining <= deadline
+            # The server reads what is left of the deadline it was sent (clocks round: a margin).
+            assert 0 < call.time_remaining <= deadline + 0.05
         return True
 
     await parked_within(attempt)

@@ -157,10 +157,9 @@ async def test_the_values_in_force_are_logged_at_start_up_and_the_stop_is_logged
     lines = [record.getMessage() for record in caplog.records if record.name == "server"]
     assert lines == [
         f"serving orders.v1.OrderService, files.v1.FileService on {server.address}",
-        "orders: max_concurrent_event_handlers=4 concurrent=True delivery=overlapped handler_timeout=30.0"
+        "orders: max_concurrent_event_handlers=4 per_stream=2 delivery=overlapped handler_timeout=30.0"
         " drain=2.5s",
-        "files: max_concurrent_event_handlers=10 concurrent=True delivery=strict handler_timeout=30.0"
-        " drain=10s",
+        "files: max_concurrent_event_handlers=10 per_stream=5 delivery=strict handler_timeout=30.0 drain=10s",
         "stopping: 0 calls in flight, 0 s grace",
         "stopped",
     ]
@@ -193,22 +192,30 @@ async def test_a_run_that_will_not_stop_does_not_hold_the_stop_forever(
     server_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = StubbornBroker()
-    server = await serving(orders_settings(server_settings, EventDelivery.OVERLAPPED), broker)
+    settings = orders_settings(server_settings, EventDelivery.OVERLAPPED).model_copy(
+        update={"drain_period": 2.0}
+    )
+    server = await serving(settings, broker)
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             call = process(channel, "a")
             assert (await call.read()).order_id == "a"
             await asyncio.wait_for(broker.parked.wait(), 30)
-            # The drain cancels the run after its timeout; the run ignores that. The stop gives up
-            # waiting one second after the longest drain timeout, says so, and closes the broker.
+            # The drain cancels the run after its drain_timeout; the run ignores that. When the
+            # drain_period runs out the stop gives the drain up (the run is cancelled again, logged
+            # and counted), says so, and closes the broker.
             await asyncio.wait_for(server.stop(grace=0), 60)
-            assert server.calls.active == 1
+            assert server.calls.active == 0
             assert broker.log == ["a sending", "a ignores its cancellation", "closed"]
             errors = [r.getMessage() for r in caplog.records if r.name == "server" and r.levelname == "ERROR"]
-            drain = DRAIN_TIMEOUT + 1
-            assert errors == [f"1 calls were still finishing {drain:g} s after the grace period"]
-            broker.gate.set()
-            assert await server.calls.wait_idle(30)
+            assert errors == ["1 calls were still finishing 2 s after the grace period; gave up 1 drains"]
+            abandoned = [
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "mediator" and "was cancelled" in r.getMessage()
+            ]
+            assert any("OrderProcessedNotification" in line and "shutting down" in line for line in abandoned)
+            assert server.mediators["orders"].events_abandoned >= 1
     finally:
         broker.gate.set()
         await server.stop(grace=0)
