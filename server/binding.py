@@ -33,6 +33,7 @@ from mediator import Request, RequestMediator, StreamingRequestMediator
 from server.calls import CallRegistry
 from server.convert import BindingError, to_model, to_proto
 from server.errors import ErrorCodes, FieldViolation, InvalidArgument, SlowConsumer
+from server.stall import StallTimer
 
 __all__ = ["BoundRpc", "Rpc", "ServiceBinding"]
 
@@ -166,38 +167,6 @@ Behaviour: typing.TypeAlias = typing.Callable[
 ]
 
 
-class _StallWatch:
-    """Ends a stream whose client has taken no item for ``seconds``: cancels the serving task.
-
-    One timer per stream, re-armed only when it fires, rather than a timeout scope around every
-    write (which cost ~8 us per message). The stream sets ``writing_since`` around each write.
-    """
-
-    __slots__ = ("_handle", "_loop", "_task", "fired", "seconds", "writing_since")
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.writing_since: float | None = None
-        self.fired = False
-        self._task = asyncio.current_task()
-        self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(seconds, self._check)
-
-    def _check(self) -> None:
-        since = self.writing_since
-        waited = 0.0 if since is None else time.monotonic() - since
-        if waited >= self.seconds and self._task is not None:
-            self.fired = True
-            self._task.cancel()
-            return
-        self._handle = self._loop.call_later(self.seconds - waited, self._check)
-
-    def close(self) -> None:
-        self._handle.cancel()
-        if self.fired and self._task is not None:
-            self._task.uncancel()  # the cancellation was ours, and has become SlowConsumer
-
-
 def _stream_behaviour(bound: BoundRpc, calls: CallRegistry, stall_timeout: float | None = None) -> Behaviour:
     mediator = typing.cast(StreamingRequestMediator, bound.streaming)
     to_message = bound.to_message
@@ -208,7 +177,9 @@ def _stream_behaviour(bound: BoundRpc, calls: CallRegistry, stall_timeout: float
             # grpc.aio never closes what it does not own: closing the mediator stream here, in this
             # task, is what runs the handler's `finally` promptly on cancel, deadline or error.
             items = mediator.stream(request)
-            watch = _StallWatch(stall_timeout) if stall_timeout is not None else None
+            # A stall cancels this task; the cancellation is taken back below, as SlowConsumer.
+            serving = typing.cast("asyncio.Task[None]", asyncio.current_task())
+            watch = StallTimer(stall_timeout, serving.cancel) if stall_timeout is not None else None
             # How long each write waits for the client is needed by the stall watch and the metrics
             # (server.metrics) only; without both, the loop does no more than a servicer would.
             timed = watch is not None or call.series is not None
@@ -237,6 +208,8 @@ def _stream_behaviour(bound: BoundRpc, calls: CallRegistry, stall_timeout: float
             finally:
                 if watch is not None:
                     watch.close()
+                    if watch.fired:
+                        serving.uncancel()  # the cancellation was ours, and has become SlowConsumer
                 await items.aclose()  # what contextlib.aclosing does, without its two coroutines per call
 
     return serve

@@ -6,7 +6,7 @@ the send raises :class:`ClientStalled` (connectrpc then closes the handler's str
 writing), and the call is recorded RESOURCE_EXHAUSTED (:class:`server.errors.SlowConsumer`), as
 on the gRPC port. The client gets no status (it reads nothing); uvicorn closes the connection.
 
-One timer per response, re-armed only when it fires, as :mod:`server.binding` does for gRPC.
+One timer per response (:mod:`server.stall`), as for gRPC.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+import typing
 
 from starlette.types import Message, Send
+
+from server.stall import StallTimer
 
 __all__ = ["CURRENT_WATCH", "ClientStalled", "StallWatch"]
 
@@ -25,44 +28,37 @@ class ClientStalled(Exception):
 
 
 class StallWatch:
-    """Watches the sends of the current task's response."""
+    """Watches the sends of the current task's response (a :class:`server.stall.StallTimer` that
+    cancels the task; the cancelled send raises :class:`ClientStalled`)."""
 
-    __slots__ = ("_handle", "_loop", "_task", "fired", "seconds", "writing_since")
+    __slots__ = ("_task", "_timer", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.writing_since: float | None = None
-        self.fired = False
-        self._task = asyncio.current_task()
-        self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(seconds, self._check)
+        self._task = typing.cast("asyncio.Task[typing.Any]", asyncio.current_task())
+        self._timer = StallTimer(seconds, self._task.cancel)
 
-    def _check(self) -> None:
-        since = self.writing_since
-        waited = 0.0 if since is None else time.monotonic() - since
-        if waited >= self.seconds and self._task is not None:
-            self.fired = True
-            self._task.cancel()
-            return
-        self._handle = self._loop.call_later(self.seconds - waited, self._check)
+    @property
+    def fired(self) -> bool:
+        return self._timer.fired
 
     def wrap(self, send: Send) -> Send:
         async def watched(message: Message) -> None:
-            self.writing_since = time.monotonic()
+            self._timer.writing_since = time.monotonic()
             try:
                 await send(message)
             except asyncio.CancelledError:
-                if not self.fired or self._task is None:
+                if not self._timer.fired:
                     raise
                 self._task.uncancel()  # the cancellation was ours: it becomes this error
                 raise ClientStalled(f"the client took nothing for {self.seconds:g} s") from None
             finally:
-                self.writing_since = None
+                self._timer.writing_since = None
 
         return watched
 
     def close(self) -> None:
-        self._handle.cancel()
+        self._timer.close()
 
 
 CURRENT_WATCH: contextvars.ContextVar[StallWatch | None] = contextvars.ContextVar(

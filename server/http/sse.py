@@ -37,6 +37,7 @@ from mediator import Response as MediatorResponse
 from server.calls import REQUEST_ID_KEY, Call
 from server.errors import SlowConsumer, Status
 from server.http.protocol import CLOSE_CONNECTION
+from server.stall import StallTimer
 
 __all__ = ["SseStream"]
 
@@ -60,13 +61,12 @@ class _Guard:
     """
 
     def __init__(self, receive: Receive, stall_timeout: float | None) -> None:
-        self.writing_since: float | None = None
         self._reason: str | None = None
         self._receive = receive
         self._stall_timeout = stall_timeout
         self._scope = asyncio.timeout(None)
         self._listener: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.stall: StallTimer | None = None  # the stream's writes set its writing_since
         self._entered = False
 
     @property
@@ -79,12 +79,12 @@ class _Guard:
         self._entered = True
         self._listener = asyncio.create_task(self._listen(), name="rill-http-disconnect")
         if self._stall_timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(self._stall_timeout, self._check_stall)
+            self.stall = StallTimer(self._stall_timeout, lambda: self._end(_STALLED))
         return self
 
     async def __aexit__(self, *exc_info: typing.Any) -> bool | None:
-        if self._timer is not None:
-            self._timer.cancel()
+        if self.stall is not None:
+            self.stall.close()
         await self.stop_listening()
         self._entered = False
         await self._scope.__aexit__(*exc_info)
@@ -104,15 +104,6 @@ class _Guard:
             if message["type"] == "http.disconnect":
                 self._end(_LEFT)
                 return
-
-    def _check_stall(self) -> None:
-        assert self._stall_timeout is not None
-        since = self.writing_since
-        waited = 0.0 if since is None else time.monotonic() - since
-        if waited >= self._stall_timeout:
-            self._end(_STALLED)
-            return
-        self._timer = asyncio.get_running_loop().call_later(self._stall_timeout - waited, self._check_stall)
 
     def _end(self, reason: str) -> None:
         if self._entered and self._reason is None:
@@ -134,9 +125,13 @@ class _Writer:
         """Send ``event`` (None: the end of the response), timed by the guard's stall watch."""
         body, more = (event.encode(), True) if event is not None else (b"", False)
         async with self._lock:
-            since = self._guard.writing_since = time.monotonic()
+            stall = self._guard.stall
+            since = time.monotonic()
+            if stall is not None:
+                stall.writing_since = since
             await self._send({"type": "http.response.body", "body": body, "more_body": more})
-            self._guard.writing_since = None
+            if stall is not None:
+                stall.writing_since = None
             self._last = since
 
     @contextlib.asynccontextmanager
