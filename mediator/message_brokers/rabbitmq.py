@@ -44,6 +44,7 @@ import aio_pika.abc
 import aio_pika.exceptions
 import aiormq.exceptions
 import yarl
+from aio_pika.connection import make_url
 
 from mediator.exceptions import BrokerError, BrokerUnavailable, MediatorClosed
 from mediator.message_brokers.protocol import Message
@@ -284,8 +285,12 @@ class RabbitMQMessageBroker:
             return link
 
     async def _connect(self) -> _Link:
-        connection = await aio_pika.connect(self._url)
+        # aio_pika.connect(url), in two steps: a connect cut short (cancelled, timed out) must still
+        # close its connection; one left to the garbage collector schedules its close from __del__,
+        # which then is never awaited.
+        connection = aio_pika.Connection(make_url(self._url))
         try:
+            await connection.connect()
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await channel.declare_exchange(
                 self.exchange, aio_pika.ExchangeType.TOPIC, durable=True

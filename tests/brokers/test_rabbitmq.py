@@ -108,12 +108,12 @@ async def test_start_says_unavailable_when_the_peer_hung_up_before_the_handshake
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # When the peer's close is read before aiormq asks for its first frame, aiormq's frame reader
-    # raises StopAsyncIteration out of aio_pika.connect (seen about once in 25 runs against a proxy
-    # that closes new connections at once): it is the broker being down, not a crash.
-    async def connection_already_closed(url: str) -> typing.NoReturn:
+    # raises StopAsyncIteration out of the connection's connect (seen about once in 25 runs against a
+    # proxy that closes new connections at once): it is the broker being down, not a crash.
+    async def connection_already_closed(self: aio_pika.Connection, **kwargs: typing.Any) -> typing.NoReturn:
         raise StopAsyncIteration
 
-    monkeypatch.setattr(aio_pika, "connect", connection_already_closed)
+    monkeypatch.setattr(aio_pika.Connection, "connect", connection_already_closed)
     broker = RabbitMQMessageBroker("amqp://guest:s3cret-pw@127.0.0.1:1/", connect_timeout=5)
     try:
         with pytest.raises(BrokerUnavailable) as raised:
