@@ -4,9 +4,13 @@
 over them). Only they share it: a server started on a port that is in use (by another rill server or
 anything else) exits 2 naming the address, instead of silently taking half of its connections. The
 workers are started before any gRPC object exists in this process, which only supervises:
-SIGTERM/SIGINT are passed on to every worker, and it exits 0 when they all did. gRPC is served by
-every worker; the HTTP/SSE edge by worker 0 only. The event loop is uvloop when it is
-installed (``--loop asyncio`` to opt out): it serves more messages per CPU second (bench/README.md).
+SIGTERM/SIGINT are passed on to every worker, and it exits 0 when they all did. Every worker serves
+gRPC, the HTTP/SSE edge and ``metrics_address`` (each port shared the same way): the workers share
+their state through the store, so any of them answers for what another did. ``/metrics`` reports
+the sum over the workers: the supervisor gives them a fresh ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus_client's multiprocess mode, :mod:`server.metrics_workers`), marks a worker that exited
+dead in it, and removes it at exit. The event loop is uvloop when it is installed (``--loop asyncio``
+to opt out): it serves more messages per CPU second (bench/README.md).
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ import ctypes
 import logging
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import typing
 
 import pydantic
+from prometheus_client.multiprocess import mark_process_dead
 
 from mediator.exceptions import BrokerError
 from server.app import create_server
@@ -68,12 +75,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    overrides = {"address": args.address} if args.address else {}
-    if args.http_address is not None:
-        overrides["http_address"] = args.http_address
-    if args.metrics_address is not None:
-        overrides["metrics_address"] = args.metrics_address
-    settings = load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **_overrides(args))
     configure_logging(settings.log_level, settings.log_format)
     # Workers of one supervisor share the port; a server on its own must have it to itself.
     server = create_server(
@@ -132,11 +134,20 @@ def _check_port_free(address: str) -> None:
             raise OSError(f"cannot listen on {address}: {error.strerror or error}") from None
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The settings the flags give (they win over the file and the environment)."""
+    overrides = {"address": args.address} if args.address else {}
+    if args.http_address is not None:
+        overrides["http_address"] = args.http_address
+    if args.metrics_address is not None:
+        overrides["metrics_address"] = args.metrics_address
+    return overrides
+
+
 def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     """Start ``args.workers`` workers on one port, pass SIGTERM/SIGINT on; 0 if they all exit 0."""
-    overrides = {"address": args.address} if args.address else {}
     try:
-        settings = load_settings(args.config, **overrides)
+        settings = load_settings(args.config, **_overrides(args))
         if args.app:
             load_services(args.app)  # a wrong --app fails here, once, not in every worker
     except (pydantic.ValidationError, FileNotFoundError, AppError) as error:
@@ -145,16 +156,28 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     if not hasattr(socket, "SO_REUSEPORT"):
         print("rill server: --workers needs SO_REUSEPORT (Linux)", file=sys.stderr)
         return 2
-    if settings.address.endswith(":0"):
+    shared = [each for each in (settings.address, settings.http_address, settings.metrics_address) if each]
+    if any(each.endswith(":0") for each in shared):
         print("rill server: --workers needs a fixed port: port 0 cannot be shared", file=sys.stderr)
         return 2
     try:
-        _check_port_free(settings.address)
+        for address in shared:
+            _check_port_free(address)
     except OSError as error:
         print(f"rill server: cannot start: {error}", file=sys.stderr)
         return 2
+    # Fresh: files left by an earlier run would be summed with this one's.
+    metrics_dir = tempfile.mkdtemp(prefix="rill-metrics-")
+    try:
+        return _run_workers(argv, args.workers, {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(argv: list[str], count: int, env: dict[str, str]) -> int:
     workers: list[subprocess.Popen[bytes]] = []
     stopping = False
+    exited: set[int] = set()
 
     def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
         nonlocal stopping
@@ -165,12 +188,16 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
-    for index in range(args.workers):
-        http = [] if index == 0 else ["--http-address", ""]  # the HTTP edge lives in worker 0 only
-        command = [sys.executable, "-m", "server", *argv, *http, "--worker-index", str(index)]
-        workers.append(subprocess.Popen(command, preexec_fn=_exit_with_supervisor))  # no threads here
+    for index in range(count):
+        command = [sys.executable, "-m", "server", *argv, "--worker-index", str(index)]
+        workers.append(subprocess.Popen(command, env=env, preexec_fn=_exit_with_supervisor))  # no threads here
     while any(worker.poll() is None for worker in workers):
-        if not stopping and any(worker.returncode is not None for worker in workers):
+        for worker in workers:
+            if worker.returncode is not None and worker.pid not in exited:
+                exited.add(worker.pid)
+                # Its in-flight gauges leave the sum; its counters stay (what it served, it served).
+                mark_process_dead(worker.pid, env["PROMETHEUS_MULTIPROC_DIR"])
+        if not stopping and exited:
             logger.error("a worker exited on its own: stopping the others")
             stop_all()
         time.sleep(0.1)

@@ -147,7 +147,7 @@ class RillServer:
                 ping_seconds=settings.sse_ping_seconds,
                 stall_timeout=settings.limits.stall_timeout,
                 max_body_bytes=settings.limits.max_receive_message_bytes,
-                metrics=self.metrics.registry if self.metrics is not None else None,
+                metrics=self.metrics.scrape_registry if self.metrics is not None else None,
             )
             if token:
                 app = BearerTokenMiddleware(app, token)
@@ -156,12 +156,16 @@ class RillServer:
                 app, self.bindings, self.calls, token=token, limits=settings.limits, cors=settings.cors
             )
             self.http = HttpServer(
-                app, settings.http_address, limits=settings.http_limits, **settings.tls.uvicorn_options()
+                app,
+                settings.http_address,
+                limits=settings.http_limits,
+                reuse_port=reuse_port,
+                **settings.tls.uvicorn_options(),
             )
         self.metrics_http: HttpServer | None = None
         if settings.metrics_address and self.metrics is not None:
             # The same TLS, token and connection limits as the edge: a scrape is a client like any other.
-            scrape: typing.Any = make_asgi_app(self.metrics.registry)
+            scrape: typing.Any = make_asgi_app(self.metrics.scrape_registry)
             if token:
                 scrape = BearerTokenMiddleware(scrape, token, open_paths=())
             self.metrics_http = HttpServer(
@@ -169,6 +173,7 @@ class RillServer:
                 settings.metrics_address,
                 limits=settings.http_limits,
                 name="metrics",
+                reuse_port=reuse_port,
                 **settings.tls.uvicorn_options(),
             )
         self._started = False
@@ -195,6 +200,8 @@ class RillServer:
             if isinstance(broker, StartableBroker):
                 await broker.start()  # an unreachable broker fails the start-up, before serving
         await self._server.start()
+        if self.metrics is not None:
+            self.metrics.start()
         if self.http is not None:
             await self.http.start()
         if self.metrics_http is not None:
@@ -238,6 +245,8 @@ class RillServer:
         await self._drain(self.settings.drain_period)
         for broker in self.brokers:
             await broker.aclose()
+        if self.metrics is not None:
+            await self.metrics.stop()  # with --workers: this worker's last counts stay in the sum
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still buffered
         logger.info("stopped")

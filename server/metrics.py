@@ -11,7 +11,9 @@ Counting happens on the hot path of every item and every event-handler run, so i
 arithmetic on ints and floats kept here (one event loop owns them); ``prometheus_client`` reads them
 at scrape time through a custom collector registered on the server's own ``CollectorRegistry``
 (never the process-global one: several servers in one process keep separate series). A
-``prometheus_client.Counter.inc`` takes a lock and costs ~10x a dict increment.
+``prometheus_client.Counter.inc`` takes a lock and costs ~10x a dict increment. With ``--workers`` the
+same series are copied into prometheus_client's multiprocess files and every scrape reports the sum
+over workers (:mod:`server.metrics_workers`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from prometheus_client.metrics_core import (
 from mediator import Event, Request, RequestMediator, StreamingRequestMediator
 from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import NullObserver, Outcome
+from server.metrics_workers import WorkerSeries, multiprocess_dir
 
 __all__ = ["CallSeries", "MediatorMetrics", "Metrics", "RpcLabels"]
 
@@ -159,6 +162,22 @@ class Metrics:
         self.mediators: list[MediatorMetrics] = []
         self.retrying: RetryingMessageBroker | None = None  # its backlog is reported when set
         self.registry.register(self)
+        path = multiprocess_dir()
+        self.workers = WorkerSeries(self, path) if path is not None else None
+        """Set in a worker of ``--workers``: its series, summed with the other workers'."""
+
+    @property
+    def scrape_registry(self) -> CollectorRegistry:
+        """What ``/metrics`` serves: this server's series, or with ``--workers`` the sum over workers."""
+        return self.workers.registry if self.workers is not None else self.registry
+
+    def start(self) -> None:
+        if self.workers is not None:
+            self.workers.start()
+
+    async def stop(self) -> None:
+        if self.workers is not None:
+            await self.workers.stop()
 
     def series(self, labels: RpcLabels) -> CallSeries:
         found = self.calls.get(labels)

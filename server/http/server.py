@@ -36,12 +36,14 @@ class HttpServer:
         *,
         limits: HttpLimitSettings | None = None,
         name: str = "HTTP",
+        reuse_port: bool = False,
         **uvicorn_options: typing.Any,
     ) -> None:
         """``limits``: the connection limits (:mod:`server.http.protocol`); ``name``: the listener's
-        name in the log; ``uvicorn_options``: more ``uvicorn.Config`` options (``ssl_certfile``, ...)."""
+        name in the log; ``reuse_port``: share the port with other processes (``--workers``);
+        ``uvicorn_options``: more ``uvicorn.Config`` options (``ssl_certfile``, ...)."""
         host, _, port = address.rpartition(":")
-        self._socket = socket.create_server((host, int(port)), reuse_port=False)
+        self._socket = socket.create_server((host, int(port)), reuse_port=reuse_port)
         self.port: int = self._socket.getsockname()[1]
         self.address = f"{host}:{self.port}"
         self.name = name
