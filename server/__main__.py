@@ -190,13 +190,14 @@ def _run_workers(argv: list[str], count: int, env: dict[str, str]) -> int:
     signal.signal(signal.SIGINT, stop_all)
     for index in range(count):
         command = [sys.executable, "-m", "server", *argv, "--worker-index", str(index)]
-        workers.append(subprocess.Popen(command, env=env, preexec_fn=_exit_with_supervisor))  # no threads here
+        # preexec_fn: the supervisor has no threads.
+        workers.append(subprocess.Popen(command, env=env, preexec_fn=_exit_with_supervisor))
     while any(worker.poll() is None for worker in workers):
         for worker in workers:
             if worker.returncode is not None and worker.pid not in exited:
                 exited.add(worker.pid)
                 # Its in-flight gauges leave the sum; its counters stay (what it served, it served).
-                mark_process_dead(worker.pid, env["PROMETHEUS_MULTIPROC_DIR"])
+                mark_process_dead(worker.pid, env["PROMETHEUS_MULTIPROC_DIR"])  # type: ignore[no-untyped-call]
         if not stopping and exited:
             logger.error("a worker exited on its own: stopping the others")
             stop_all()

@@ -57,7 +57,7 @@ class WorkerSeries:
         self._task: asyncio.Task[None] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         """What the scrape endpoints serve: every worker's series, summed."""
-        self.registry.register(_Summed(self, MultiProcessCollector(None, path)))
+        self.registry.register(_Summed(self, MultiProcessCollector(None, path)))  # type: ignore[no-untyped-call]
 
     def write(self) -> None:
         """This worker's series, now, into its file (on the event loop that updates them)."""
@@ -80,15 +80,16 @@ class WorkerSeries:
         buckets: dict[LabelKey, list[tuple[float, str, float]]] = collections.defaultdict(list)
         for sample in family.samples:
             if sample.name.endswith("_bucket"):
-                labels = {name: value for name, value in sample.labels.items() if name != "le"}
                 le = sample.labels["le"]
-                buckets[tuple(sorted(labels.items()))].append((float(le), le, sample.value))
+                others = sorted((name, value) for name, value in sample.labels.items() if name != "le")
+                buckets[tuple(others)].append((float(le), le, sample.value))
             elif sample.name.endswith("_sum"):
                 self._set("histogram", family, sample.name, sample.labels, sample.value)
         for labels, counts in buckets.items():
             below = 0.0
             for _, le, cumulative in sorted(counts):
-                self._set("histogram", family, f"{family.name}_bucket", {**dict(labels), "le": le}, cumulative - below)
+                bucket = {**dict(labels), "le": le}
+                self._set("histogram", family, f"{family.name}_bucket", bucket, cumulative - below)
                 below = cumulative
 
     def _set(
@@ -137,4 +138,4 @@ class _Summed(Collector):
 
     def collect(self) -> typing.Iterable[Metric]:
         self._series.write()
-        return self._files.collect()  # type: ignore[no-any-return]
+        return self._files.collect()  # type: ignore[no-untyped-call,no-any-return]

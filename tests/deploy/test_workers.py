@@ -86,7 +86,7 @@ async def test_metrics_are_the_sum_over_workers(tmp_path: pathlib.Path) -> None:
         try:
             owners = _connection_owners(int(server.address.rpartition(":")[2]), server.worker_pids)
         finally:
-            await asyncio.gather(*(channel.close() for channel in channels))
+            await asyncio.gather(*(channel.close(None) for channel in channels))
         assert all(owners.values()), f"both workers served calls: connections per pid {owners}"
         await asyncio.gather(*(_sse_process(server.http_address, [f"h{n}"]) for n in range(6)))
 
