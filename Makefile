@@ -11,7 +11,7 @@ EXAMPLE_PROTOS := $(wildcard examples/*/v1/*.proto)
 GENERATED := protos/.generated
 PYTEST_ARGS ?=
 
-.PHONY: install proto node browser web lint breaking typecheck pytest test run bench mutation clean
+.PHONY: install proto node browser proxy web lint breaking typecheck pytest test run bench mutation clean
 
 install: $(VENV)/.installed $(GENERATED) node_modules/.installed
 
@@ -62,6 +62,15 @@ web: examples/web/dist/app.js
 
 browser: /usr/bin/chromium node
 
+# Debian's HAProxy (2.6) for the replicas test (tests/deploy): a real gRPC-capable L7 proxy in front of
+# two servers. Chosen over nginx 1.22's grpc_pass because it health-checks its backends (open-source
+# nginx has passive checks only), so a draining or dead replica leaves the rotation (docs/deploy.md).
+# The test starts its own with its own configuration (the package's service, if started, listens on nothing).
+/usr/sbin/haproxy:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
+
+proxy: /usr/sbin/haproxy
+
 lint: install breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -78,7 +87,7 @@ breaking: node_modules/.installed
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser web
+pytest: install browser proxy web
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
