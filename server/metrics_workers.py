@@ -6,9 +6,11 @@ lock on every item). With ``--workers`` the supervisor gives the workers one fre
 there (its multiprocess mode) every ``interval`` seconds, before each scrape it answers, and when it
 stops, and every worker's scrape endpoint serves ``MultiProcessCollector``: whichever worker a scrape
 lands on, it reports the sum over all of them. Counters and histograms keep the counts of workers that
-have exited (they were served); gauges are ``livesum`` (the supervisor removes an exited worker's gauge
-file with ``mark_process_dead``) unless :data:`GAUGE_MODES` says otherwise, for a gauge every worker
-reports the same value of (``livemax``). Another worker's figures are at most ``interval`` seconds old.
+have exited (they were served); the gauges (in flight, limits, backlogs: each worker's own) are
+``livesum``, the sum over the workers alive (the supervisor removes an exited worker's gauge file with
+``mark_process_dead``). Another worker's figures are at most ``interval`` seconds old. Series kept in
+``prometheus_client`` metric objects (the outbox relay's) are in those files already, with their own
+``multiprocess_mode``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,7 @@ from prometheus_client.registry import Collector
 if typing.TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-__all__ = ["GAUGE_MODES", "WorkerSeries", "multiprocess_dir"]
-
-# A gauge every worker reads from shared state (the same figure in each) is not summed.
-GAUGE_MODES: dict[str, str] = {
-    "rill_outbox_pending": "livemax",
-    "rill_outbox_oldest_pending_seconds": "livemax",
-}
+__all__ = ["WorkerSeries", "multiprocess_dir"]
 
 LabelKey: typing.TypeAlias = tuple[tuple[str, str], ...]
 
@@ -66,9 +62,8 @@ class WorkerSeries:
                 for sample in family.samples:
                     self._set("counter", family, sample.name, sample.labels, sample.value)
             elif family.type == "gauge":
-                mode = GAUGE_MODES.get(family.name, "livesum")
                 for sample in family.samples:
-                    self._set("gauge", family, sample.name, sample.labels, sample.value, mode)
+                    self._set("gauge", family, sample.name, sample.labels, sample.value, "livesum")
             elif family.type == "histogram":
                 self._write_histogram(family)
             else:
