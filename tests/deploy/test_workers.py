@@ -33,6 +33,7 @@ async def two_workers(tmp_path: pathlib.Path) -> typing.AsyncIterator[ServerProc
         "--workers",
         "2",
         log=tmp_path / "server.log",
+        env={"RILL_STATE_DIR": str(tmp_path / "state")},  # the default store: SQLite, shared by both
         workers=2,
         http=True,
     ) as server:
@@ -113,3 +114,56 @@ async def test_metrics_are_the_sum_over_workers(tmp_path: pathlib.Path) -> None:
             await asyncio.sleep(0.2)  # polling the scrape endpoint: nothing else tells us
         for _ in range(8):
             assert seen(await _scrape(server.http_address)) == expected
+
+
+async def _get_order(address: str, order_id: str) -> bool:
+    """GetOrder on a connection of its own: whether the order was found."""
+    async with grpc.aio.insecure_channel(address, options=FRESH) as channel:
+        try:
+            await orders_pb2_grpc.OrderServiceStub(channel).GetOrder(
+                orders_pb2.GetOrderRequest(order_id=order_id)
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return False
+        return True
+
+
+async def _http_get_order(http_address: str, order_id: str) -> bool:
+    async with httpx.AsyncClient(base_url=f"http://{http_address}") as http:  # a connection of its own
+        response = await http.get(f"/v1/orders/{order_id}")
+        assert response.status_code in (200, 404), response.text
+        return response.status_code == 200
+
+
+async def test_any_worker_finds_what_any_worker_processed(tmp_path: pathlib.Path) -> None:
+    async with two_workers(tmp_path) as server:
+        # gRPC: 10 orders, each on a connection of its own (so both workers process some), then 10
+        # GetOrder calls per order, each on a connection of its own (so both workers answer).
+        ids = [f"g{n}" for n in range(10)]
+        channels = await asyncio.gather(*(_process(server.address, [order_id]) for order_id in ids))
+        try:
+            owners = _connection_owners(int(server.address.rpartition(":")[2]), server.worker_pids)
+        finally:
+            await asyncio.gather(*(channel.close(None) for channel in channels))
+        assert all(owners.values()), f"both workers processed orders: connections per pid {owners}"
+        found = await asyncio.gather(*(_get_order(server.address, order_id) for order_id in ids * 10))
+        assert sum(found) == 100
+
+        # HTTP: the same, through the edge every worker serves.
+        ids = [f"h{n}" for n in range(10)]
+        async with contextlib.AsyncExitStack() as clients:
+            https = [
+                await clients.enter_async_context(httpx.AsyncClient(base_url=f"http://{server.http_address}"))
+                for _ in ids
+            ]
+            for http, order_id in zip(https, ids, strict=True):
+                response = await http.post("/v1/orders:process", json={"order_ids": [order_id]})
+                assert response.text.count("event: progress") == 1
+            owners = _connection_owners(int(server.http_address.rpartition(":")[2]), server.worker_pids)
+        assert all(owners.values()), f"both workers processed orders: connections per pid {owners}"
+        found = await asyncio.gather(
+            *(_http_get_order(server.http_address, order_id) for order_id in ids * 10)
+        )
+        assert sum(found) == 100
