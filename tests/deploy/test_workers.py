@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
+import socket
+import sys
 import time
 import typing
 
@@ -13,7 +15,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
-from tests.deploy.processes import ServerProcess, free_port, running_server
+from tests.deploy.processes import REPO, ServerProcess, free_port, running_server
 from tests.server.test_workers import _connection_owners
 
 # One channel per call, all open at once: each is its own connection, which the kernel hands to
@@ -167,3 +169,27 @@ async def test_any_worker_finds_what_any_worker_processed(tmp_path: pathlib.Path
             *(_http_get_order(server.http_address, order_id) for order_id in ids * 10)
         )
         assert sum(found) == 100
+
+
+async def test_workers_need_every_port_free(tmp_path: pathlib.Path) -> None:
+    # Every worker serves the HTTP edge on a shared port: one taken by anything else is refused at start.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        http_address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with (tmp_path / "server.log").open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "server",
+                "--address",
+                f"127.0.0.1:{free_port()}",
+                "--http-address",
+                http_address,
+                "--workers",
+                "2",
+                cwd=REPO,
+                stderr=log,
+            )
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 2
+    assert f"cannot listen on {http_address}" in (tmp_path / "server.log").read_text()
