@@ -4,6 +4,7 @@ test's own (random names), with a queue bound before anything is published; all 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import typing
 import uuid
 
@@ -16,9 +17,9 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-@pytest.fixture
-async def database_url() -> typing.AsyncIterator[str]:
-    """A fresh PostgreSQL database (``CREATE DATABASE rill_test_<random>``), dropped afterwards."""
+@contextlib.asynccontextmanager
+async def fresh_database() -> typing.AsyncIterator[str]:
+    """A new PostgreSQL database (``CREATE DATABASE rill_test_<random>``), dropped afterwards."""
     name = f"rill_test_{uuid.uuid4().hex}"
     admin = await asyncpg.connect(f"{POSTGRES}/postgres")
     try:
@@ -26,10 +27,16 @@ async def database_url() -> typing.AsyncIterator[str]:
         try:
             yield f"{POSTGRES}/{name}"
         finally:
-            # FORCE: a replica killed with SIGKILL may leave a connection PostgreSQL has not closed yet.
+            # FORCE: a server killed with SIGKILL may leave a connection PostgreSQL has not closed yet.
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url() -> typing.AsyncIterator[str]:
+    async with fresh_database() as url:
+        yield url
 
 
 class Notifications(Consumer):
@@ -48,8 +55,12 @@ class Notifications(Consumer):
 async def notifications() -> typing.AsyncIterator[Notifications]:
     """An exchange of the test's own (``rill.test.<random>``, deleted afterwards) and a queue bound to
     it (exclusive, deleted with the consumer's connection), consumed from the start."""
-    async with Notifications(RABBITMQ, f"rill.test.{uuid.uuid4().hex}", "orders.processed") as consumer:
+    async with order_notifications() as consumer:
         yield consumer
+
+
+def order_notifications() -> Notifications:
+    return Notifications(RABBITMQ, f"rill.test.{uuid.uuid4().hex}", "orders.processed")
 
 
 def broker_url(notifications: Notifications) -> str:
