@@ -1,12 +1,14 @@
 """What can go wrong with the store, as exception types::
 
-    StoreError
-    ├── BadDatabaseUrl     database_url names no database rill can use          (server.store.urls)
-    ├── StoreUnavailable   the database cannot be opened or migrated at start   (server.store.store)
-    ├── StoreClosed        a unit was committed after the store was closed
-    ├── UnitClosed         a write was staged into a unit already committed or rolled back
-    ├── ForeignUnit        the current unit of work belongs to another store or kind of store
-    └── CommitFailed       a unit's transaction failed; nothing of the unit was written
+StoreError
+├── BadDatabaseUrl     database_url names no database rill can use          (server.store.urls)
+├── StoreUnavailable   the database cannot be opened or migrated at start   (server.store.store)
+├── StoreClosed        a unit was committed after the store was closed
+├── UnitClosed         a write was staged into a unit already committed or rolled back
+├── ForeignUnit        the current unit of work belongs to another store or kind of store
+└── CommitFailed       a unit's transaction failed; nothing of the unit was written
+    └── StoreUnreachable   ... because the database could not be reached (a ConnectionError:
+                           the service answers UNAVAILABLE, and a retry later may succeed)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
+    "StoreUnreachable",
     "UnitClosed",
 ]
 
@@ -49,3 +52,8 @@ class ForeignUnit(StoreError):
 
 class CommitFailed(StoreError):
     """The unit's transaction failed (its cause is chained); none of the unit's writes were kept."""
+
+
+class StoreUnreachable(CommitFailed, ConnectionError):
+    """The unit was not written because the database could not be reached (a connection lost or
+    refused, or SQLite's write lock still held by another process after the busy timeout)."""
