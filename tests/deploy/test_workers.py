@@ -35,7 +35,8 @@ async def two_workers(tmp_path: pathlib.Path) -> typing.AsyncIterator[ServerProc
         "--workers",
         "2",
         log=tmp_path / "server.log",
-        env={"RILL_STATE_DIR": str(tmp_path / "state")},  # the default store: SQLite, shared by both
+        # The default store (tests/conftest.py makes it "memory"): SQLite in the state dir, shared by both.
+        env={"RILL_DATABASE_URL": "", "RILL_STATE_DIR": str(tmp_path / "state")},
         workers=2,
         http=True,
     ) as server:
