@@ -57,6 +57,7 @@ from mediator.exceptions import BrokerUnavailable, MediatorClosed
 from mediator.message_brokers.protocol import MessageBroker, broker_name
 from server.store import outbox_rows
 from server.store.outbox_rows import OutboxRow
+from server.store.engine import reader
 from server.store.outbox_settings import OutboxSettings
 from server.store.relay_lock import RelayLock
 from server.store.relay_metrics import RelayMetrics
@@ -128,6 +129,8 @@ class OutboxRelay:
         self.settings = settings
         self.metrics = metrics
         self.skip_locked = engine.dialect.name == "postgresql"
+        # Reads that must not take SQLite's write lock (the store's engine begins BEGIN IMMEDIATE).
+        self._reader = reader(engine)
         self._lock: RelayLock | None = None
         if not self.skip_locked:
             database = engine.url.database
@@ -141,6 +144,8 @@ class OutboxRelay:
         """Failed publish attempts."""
         self.dead_lettered = 0
         """Rows this relay gave up (dead)."""
+        self.looks = 0
+        """Rounds, and idle tries to take the SQLite lock, so far."""
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._active = asyncio.Event()
@@ -182,16 +187,24 @@ class OutboxRelay:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Ask the relay to stop once the publish in flight is recorded (:meth:`aclose` waits for it)."""
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+
     async def aclose(self) -> None:
         """Stop: the publish in flight finishes and its outcome is recorded; the rest of its round is
         left for later. Idempotent. Cancelled (``asyncio.timeout`` around it), it cancels the round:
         what that round published is published again later (at least once)."""
-        self._closed = True
+        self.stop()
         task, self._task = self._task, None
         if task is None:
             return
-        self._stop.set()
-        self._wake.set()
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -259,6 +272,7 @@ class OutboxRelay:
         await self._sleep(self._idle_delay(stats), self._wake)
 
     async def _progressed(self) -> None:
+        self.looks += 1
         async with self._progress:
             self._progress.notify_all()
 
@@ -310,7 +324,7 @@ class OutboxRelay:
             return outcome
         # SQLite: this relay is the only one (the lock), so the claim needs no lock; no transaction
         # is held while publishing, which would stall the store's commits.
-        async with self.engine.connect() as connection:
+        async with self._reader.connect() as connection:
             rows = await outbox_rows.due_rows(connection, outbox_rows.now(), batch, skip_locked=False)
         outcome = await self._publish(rows)
         if outcome.published or outcome.failures:
@@ -419,7 +433,7 @@ class OutboxRelay:
         if throttled and clock - self._stats_at < STATS_EVERY:
             return outbox_rows.OutboxStats()
         self._stats_at = clock
-        async with self.engine.connect() as connection:
+        async with self._reader.connect() as connection:
             stats = await outbox_rows.stats(connection)
         if self.metrics is not None:
             self.metrics.pending.set(stats.pending)

@@ -18,21 +18,26 @@ import uuid
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mediator.exceptions import BrokerError
 from mediator.message_brokers.protocol import Message
 from server.store.outbox_settings import OutboxSettings
-from server.store.schema import metadata, outbox
+from server.store.schema import outbox
+from server.store.store import Store
 
 __all__ = [
     "POSTGRES_DSN",
+    "TOPIC",
     "FakeBroker",
+    "database_url",
     "fast_settings",
     "postgres_database",
     "rows_by_state",
     "sqlite_url",
     "stage",
+    "store",
     "temporary_postgres",
 ]
 
@@ -86,19 +91,36 @@ def sqlite_url(path: pathlib.Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-async def create_tables(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> typing.AsyncIterator[str]:
+    """Each test that takes it runs twice: on an SQLite file, and on a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "rill.db")
+        return
+    async with temporary_postgres() as url:
+        yield url
 
 
-def make_engine(url: str) -> AsyncEngine:
-    return create_async_engine(url)
+@pytest.fixture
+async def store(database_url: str) -> typing.AsyncIterator[Store]:
+    """The store on ``database_url``, migrated as the server migrates it."""
+    async with Store(make_url(database_url)) as opened:
+        yield opened
 
 
-async def stage(engine: AsyncEngine, count: int, *, topic: str = TOPIC, start: int = 0) -> list[uuid.UUID]:
-    """``count`` pending rows, as the store's outbox stages them, one millisecond apart; their ids
-    in the order they were written."""
-    base = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+async def stage(
+    engine: AsyncEngine,
+    count: int,
+    *,
+    topic: str = TOPIC,
+    start: int = 0,
+    age: float = 1.0,
+    due_in: float | None = None,
+) -> list[uuid.UUID]:
+    """``count`` pending rows, as the store's outbox stages them, written ``age`` seconds ago one
+    millisecond apart (``start`` ms on), due then (or ``due_in`` seconds from now); their ids in order."""
+    now = datetime.datetime.now(datetime.UTC)
+    base = now - datetime.timedelta(seconds=age)
     rows = []
     for index in range(start, start + count):
         at = base + datetime.timedelta(milliseconds=index)
@@ -112,7 +134,7 @@ async def stage(engine: AsyncEngine, count: int, *, topic: str = TOPIC, start: i
                 "created_at": at,
                 "state": "pending",
                 "attempts": 0,
-                "next_attempt_at": at,
+                "next_attempt_at": at if due_in is None else now + datetime.timedelta(seconds=due_in),
             }
         )
     async with engine.begin() as connection:
