@@ -7,6 +7,9 @@ workers are started before any gRPC object exists in this process, which only su
 SIGTERM/SIGINT are passed on to every worker, and it exits 0 when they all did. gRPC is served by
 every worker; the HTTP/SSE edge by worker 0 only. The event loop is uvloop when it is
 installed (``--loop asyncio`` to opt out): it serves more messages per CPU second (bench/README.md).
+
+``python -m server outbox list|replay ...`` looks at the notification outbox of the store these
+settings name, and replays what the relay gave up (``python -m server outbox --help``).
 """
 
 from __future__ import annotations
@@ -181,6 +184,10 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["outbox"]:  # a command of its own; anything else is the server's arguments
+        from server.store.outbox_cli import main as outbox_main
+
+        sys.exit(outbox_main(argv[1:]))
     args = _parse_args(argv)
     worker = "" if args.worker_index is None else f"worker {args.worker_index} pid %(process)d "
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")

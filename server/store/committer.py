@@ -131,7 +131,9 @@ class GroupCommitter:
             if len(group) == 1:
                 self._failed(group[0], error)
                 return
-            logger.warning("a group commit of %d units failed (%s); committing them one by one", len(group), error)
+            logger.warning(
+                "a group commit of %d units failed (%s); committing them one by one", len(group), error
+            )
             for waiting in group:
                 try:
                     await self._transaction([waiting.unit])

@@ -88,4 +88,6 @@ async def enable_wal(engine: AsyncEngine) -> None:
             await cursor.close()
     mode = str(row[0]).lower() if row else "unknown"
     if mode != "wal":
-        raise sa.exc.OperationalError("PRAGMA journal_mode=WAL", {}, Exception(f"the journal mode stayed {mode}"))
+        raise sa.exc.OperationalError(
+            "PRAGMA journal_mode=WAL", {}, Exception(f"the journal mode stayed {mode}")
+        )

@@ -1,12 +1,12 @@
 """What can go wrong with the store, as exception types::
 
-    StoreError
-    ├── BadDatabaseUrl     database_url names no database rill can use          (server.store.urls)
-    ├── StoreUnavailable   the database cannot be opened or migrated at start   (server.store.store)
-    ├── StoreClosed        a unit was committed after the store was closed
-    ├── UnitClosed         a write was staged into a unit already committed or rolled back
-    ├── ForeignUnit        the current unit of work belongs to another store or kind of store
-    └── CommitFailed       a unit's transaction failed; nothing of the unit was written
+StoreError
+├── BadDatabaseUrl     database_url names no database rill can use          (server.store.urls)
+├── StoreUnavailable   the database cannot be opened or migrated at start   (server.store.store)
+├── StoreClosed        a unit was committed after the store was closed
+├── UnitClosed         a write was staged into a unit already committed or rolled back
+├── ForeignUnit        the current unit of work belongs to another store or kind of store
+└── CommitFailed       a unit's transaction failed; nothing of the unit was written
 """
 
 from __future__ import annotations

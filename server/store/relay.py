@@ -56,8 +56,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mediator.exceptions import BrokerUnavailable, MediatorClosed
 from mediator.message_brokers.protocol import MessageBroker, broker_name
 from server.store import outbox_rows
-from server.store.outbox_rows import OutboxRow
 from server.store.engine import reader
+from server.store.outbox_rows import OutboxRow
 from server.store.outbox_settings import OutboxSettings
 from server.store.relay_lock import RelayLock
 from server.store.relay_metrics import RelayMetrics

@@ -72,7 +72,9 @@ def _upsert_statement(table: sa.Table, dialect_name: str) -> sa.Executable:
         raise NotImplementedError(f"upsert on {dialect_name}")
     statement = insert(table)
     keys = [column.name for column in table.primary_key.columns]
-    changed = {column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys}
+    changed = {
+        column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys
+    }
     return statement.on_conflict_do_update(index_elements=keys, set_=changed)
 
 

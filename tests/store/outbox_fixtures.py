@@ -12,10 +12,11 @@ import asyncio
 import dataclasses
 import datetime
 import pathlib
+import socket
 import typing
 import uuid
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -26,18 +27,23 @@ from mediator.message_brokers.protocol import Message
 from server.store.outbox_settings import OutboxSettings
 from server.store.schema import outbox
 from server.store.store import Store
+from tests.brokers.conftest import RABBITMQ_HOST, RABBITMQ_PORT, RABBITMQ_URL
+from tests.brokers.tcp_proxy import TcpProxy
 
 __all__ = [
     "POSTGRES_DSN",
     "TOPIC",
     "FakeBroker",
-    "database_url",
+    "database_url_fixture",
+    "exchange_name_fixture",
     "fast_settings",
-    "postgres_database",
+    "postgres_database_fixture",
+    "proxy_fixture",
+    "rabbitmq_fixture",
     "rows_by_state",
     "sqlite_url",
     "stage",
-    "store",
+    "store_fixture",
     "temporary_postgres",
 ]
 
@@ -59,7 +65,7 @@ def fast_settings(**changes: typing.Any) -> OutboxSettings:
     return OutboxSettings(**values)
 
 
-class temporary_postgres:  # noqa: N801 - used like a function: `async with temporary_postgres() as url`
+class temporary_postgres:  # used like a function: `async with temporary_postgres() as url`
     """A database of its own on the machine's PostgreSQL, its URL, dropped on exit."""
 
     def __init__(self) -> None:
@@ -81,18 +87,43 @@ class temporary_postgres:  # noqa: N801 - used like a function: `async with temp
             await admin.close()
 
 
-@pytest.fixture
-async def postgres_database() -> typing.AsyncIterator[str]:
+@pytest.fixture(name="postgres_database")
+async def postgres_database_fixture() -> typing.AsyncIterator[str]:
     async with temporary_postgres() as url:
         yield url
+
+
+@pytest.fixture(name="rabbitmq", scope="session")
+def rabbitmq_fixture() -> str:
+    """The machine's RabbitMQ (its absence fails the test: these tests are about it)."""
+    try:
+        with socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=3):
+            pass
+    except OSError as error:
+        pytest.fail(f"no RabbitMQ at {RABBITMQ_HOST}:{RABBITMQ_PORT} ({error}): these tests need it")
+    return RABBITMQ_URL
+
+
+@pytest.fixture(name="exchange_name")
+def exchange_name_fixture() -> str:
+    return f"rill.test.outbox.{uuid.uuid4().hex}"
+
+
+@pytest.fixture(name="proxy")
+async def proxy_fixture(rabbitmq: str) -> typing.AsyncIterator[TcpProxy]:
+    """A proxy to RabbitMQ the test may cut (the relay's broker connects through it)."""
+    async with TcpProxy(RABBITMQ_HOST, RABBITMQ_PORT) as proxy:
+        yield proxy
 
 
 def sqlite_url(path: pathlib.Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> typing.AsyncIterator[str]:
+@pytest.fixture(name="database_url", params=["sqlite", "postgresql"])
+async def database_url_fixture(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path
+) -> typing.AsyncIterator[str]:
     """Each test that takes it runs twice: on an SQLite file, and on a PostgreSQL database of its own."""
     if request.param == "sqlite":
         yield sqlite_url(tmp_path / "rill.db")
@@ -101,8 +132,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -
         yield url
 
 
-@pytest.fixture
-async def store(database_url: str) -> typing.AsyncIterator[Store]:
+@pytest.fixture(name="store")
+async def store_fixture(database_url: str) -> typing.AsyncIterator[Store]:
     """The store on ``database_url``, migrated as the server migrates it."""
     async with Store(make_url(database_url)) as opened:
         yield opened
@@ -139,7 +170,7 @@ async def stage(
         )
     async with engine.begin() as connection:
         await connection.execute(sa.insert(outbox), rows)
-    return [row["message_id"] for row in rows]
+    return [typing.cast(uuid.UUID, row["message_id"]) for row in rows]
 
 
 async def rows_by_state(engine: AsyncEngine) -> dict[str, list[sa.RowMapping]]:

@@ -19,19 +19,21 @@ from server.store import outbox_rows
 from server.store.relay import OutboxRelay, RelayClosed
 from server.store.relay_metrics import RelayMetrics
 from server.store.store import Store
-from tests.brokers.conftest import exchange_name, proxy, proxy_url, rabbitmq  # noqa: F401 - fixtures
 from tests.brokers.consumer import Consumer
 from tests.brokers.tcp_proxy import TcpProxy
-from tests.store.outbox_fixtures import (  # noqa: F401 - fixtures
+from tests.store.outbox_fixtures import (  # noqa: F401 - the *_fixture names are pytest fixtures
     TOPIC,
     FakeBroker,
-    database_url,
+    database_url_fixture,
+    exchange_name_fixture,
     fast_settings,
-    postgres_database,
+    postgres_database_fixture,
+    proxy_fixture,
+    rabbitmq_fixture,
     rows_by_state,
     sqlite_url,
     stage,
-    store,
+    store_fixture,
 )
 
 WITHIN = 30  # seconds any wait of these tests may take at most
@@ -44,8 +46,8 @@ def sample(registry: CollectorRegistry, name: str) -> float:
 
 async def test_rows_reach_rabbitmq_oldest_first_with_their_message_id(
     store: Store,
-    rabbitmq: str,  # noqa: F811
-    exchange_name: str,  # noqa: F811
+    rabbitmq: str,
+    exchange_name: str,
 ) -> None:
     staged = await stage(store.engine, 25)
     async with (
@@ -68,10 +70,9 @@ async def test_rows_reach_rabbitmq_oldest_first_with_their_message_id(
 
 async def test_an_unreachable_broker_is_retried_with_backoff_then_the_row_is_dead_counted_and_replayable(
     store: Store,
-    proxy: TcpProxy,  # noqa: F811
-    proxy_url: str,  # noqa: F811
-    rabbitmq: str,  # noqa: F811
-    exchange_name: str,  # noqa: F811
+    proxy: TcpProxy,
+    rabbitmq: str,
+    exchange_name: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     proxy.refuse_new = True  # RabbitMQ looks down
@@ -80,7 +81,11 @@ async def test_an_unreachable_broker_is_retried_with_backoff_then_the_row_is_dea
     [message_id] = await stage(store.engine, 1)
     async with (
         Consumer(rabbitmq, exchange_name, TOPIC) as consumer,
-        contextlib.aclosing(RabbitMQMessageBroker(proxy_url, exchange_name, max_attempts=1)) as broker,
+        contextlib.aclosing(
+            RabbitMQMessageBroker(
+                f"amqp://guest:guest@127.0.0.1:{proxy.port}/", exchange_name, max_attempts=1
+            )
+        ) as broker,
         OutboxRelay(store.engine, broker, settings, metrics=RelayMetrics(registry)) as relay,
     ):
         async with asyncio.timeout(WITHIN):
@@ -241,9 +246,9 @@ class Signalling:
 
 
 async def test_two_relays_on_one_postgresql_database_share_the_rows_and_publish_each_once(
-    postgres_database: str,  # noqa: F811
-    rabbitmq: str,  # noqa: F811
-    exchange_name: str,  # noqa: F811
+    postgres_database: str,
+    rabbitmq: str,
+    exchange_name: str,
 ) -> None:
     settings = fast_settings(batch_size=20)
     b_sent = asyncio.Event()
@@ -268,7 +273,7 @@ async def test_two_relays_on_one_postgresql_database_share_the_rows_and_publish_
             everything = await consumer.everything()
         rows = await rows_by_state(store_a.engine)
 
-    counts = collections.Counter(each.message_id for each in everything)
+    counts = collections.Counter(each.message_id or "" for each in everything)
     assert sorted(counts) == sorted(str(each) for each in staged)
     assert set(counts.values()) == {1}  # no row published twice
     assert relay_a.published > 0
