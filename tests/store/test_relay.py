@@ -128,14 +128,30 @@ async def test_an_unreachable_broker_is_retried_with_backoff_then_the_row_is_dea
 async def test_a_row_the_broker_refuses_does_not_hold_up_the_rows_behind_it(store: Store) -> None:
     staged = await stage(store.engine, 5)
     broker = FakeBroker(refused={staged[1]})
-    async with OutboxRelay(store.engine, broker, fast_settings(max_attempts=2)) as relay:
-        async with asyncio.timeout(WITHIN):
-            await relay.wait_for(lambda relay: relay.published == 4 and relay.dead_lettered == 1)
+    # Its next attempt is a minute away: the rows behind it go now.
+    settings = fast_settings(max_attempts=100, backoff=60, max_backoff=60)
+    async with OutboxRelay(store.engine, broker, settings) as relay, asyncio.timeout(WITHIN):
+        await relay.wait_for(lambda relay: relay.published == 4)
 
     assert [message.message_id for message in broker.sent] == [staged[0], *staged[2:]]
-    rows = await rows_by_state(store.engine)
-    assert [row["message_id"] for row in rows["dead"]] == [staged[1]]
-    assert "BrokerError: refused" in rows["dead"][0]["last_error"]
+    [retrying] = (await rows_by_state(store.engine))["pending"]
+    assert retrying["message_id"] == staged[1]
+    assert retrying["attempts"] == 1
+    assert "BrokerError: refused" in retrying["last_error"]
+
+
+async def test_a_row_refused_max_attempts_times_is_dead(store: Store) -> None:
+    staged = await stage(store.engine, 2)
+    broker = FakeBroker(refused={staged[0]})
+    async with (
+        OutboxRelay(store.engine, broker, fast_settings(max_attempts=2)) as relay,
+        asyncio.timeout(WITHIN),
+    ):
+        await relay.wait_for(lambda relay: relay.published == 1 and relay.dead_lettered == 1)
+
+    assert broker.started_sends == 3  # two attempts of the refused row, one of the other
+    [dead] = (await rows_by_state(store.engine))["dead"]
+    assert (dead["message_id"], dead["attempts"]) == (staged[0], 2)
 
 
 async def test_notify_wakes_the_relay_at_once(store: Store) -> None:
