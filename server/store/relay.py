@@ -51,10 +51,12 @@ import typing
 import uuid
 
 import pydantic
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mediator.exceptions import BrokerUnavailable, MediatorClosed
 from mediator.message_brokers.protocol import MessageBroker, broker_name
+from server.brokers import StartableBroker
 from server.store import outbox_rows
 from server.store.engine import reader
 from server.store.outbox_rows import OutboxRow
@@ -113,6 +115,8 @@ class OutboxRelay:
     :param settings: pace, batch size, retries (``Settings.outbox``).
     :param metrics: the series to update, if any.
     :param lock_path: SQLite only: the lock file (default: ``<database file>.relay.lock``).
+    :param own_broker: the relay starts ``broker`` (if it has ``start()``) with itself and closes it
+        once stopped (the server's relay does: nothing else publishes to that broker).
     """
 
     def __init__(
@@ -123,9 +127,11 @@ class OutboxRelay:
         *,
         metrics: RelayMetrics | None = None,
         lock_path: pathlib.Path | None = None,
+        own_broker: bool = False,
     ) -> None:
         self.engine = engine
         self.broker = broker
+        self.own_broker = own_broker
         self.settings = settings
         self.metrics = metrics
         self.skip_locked = engine.dialect.name == "postgresql"
@@ -180,12 +186,21 @@ class OutboxRelay:
         """Look for due rows now (the store calls it after each commit that wrote outbox rows)."""
         self._wake.set()
 
-    def start(self) -> None:
-        """Start the relay's task (idempotent)."""
+    async def start(self) -> None:
+        """Start the broker if the relay owns it (an unreachable one fails here), then the relay's
+        task. Idempotent."""
         if self._closed:
             raise RelayClosed(f"{self!r} was closed; create a new relay")
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
+        if self._task is not None:
+            return
+        if self.own_broker and isinstance(self.broker, StartableBroker):
+            await self.broker.start()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Report on ``registry`` (the server's): called by the server before it starts."""
+        if self.metrics is None:
+            self.metrics = RelayMetrics(registry)
 
     @property
     def stopping(self) -> bool:
@@ -203,8 +218,15 @@ class OutboxRelay:
         what that round published is published again later (at least once)."""
         self.stop()
         task, self._task = self._task, None
-        if task is None:
-            return
+        try:
+            if task is not None:
+                await self._stopped(task)
+        finally:
+            if self.own_broker:
+                await self.broker.aclose()
+
+    @staticmethod
+    async def _stopped(task: asyncio.Task[None]) -> None:
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -214,7 +236,7 @@ class OutboxRelay:
             raise
 
     async def __aenter__(self) -> OutboxRelay:
-        self.start()
+        await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

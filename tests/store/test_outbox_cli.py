@@ -142,7 +142,7 @@ async def test_replay_of_an_unknown_id_changes_nothing_and_fails(store: Store, d
         await connection.execute(sa.update(outbox).values(state="dead", attempts=3))
     unknown = uuid.uuid4()
 
-    status, out, err = await outbox_command(
+    status, _, err = await outbox_command(
         "replay", str(known), str(unknown), env=settings_env(store, database_url)
     )
 

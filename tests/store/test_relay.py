@@ -171,7 +171,7 @@ async def test_stopping_finishes_the_publish_in_flight_and_leaves_the_rest_pendi
     broker = FakeBroker()
     broker.gate.clear()
     relay = OutboxRelay(store.engine, broker, fast_settings())
-    relay.start()
+    await relay.start()
     async with asyncio.timeout(WITHIN):
         await broker.sending.wait()
         relay.stop()
@@ -185,7 +185,7 @@ async def test_stopping_finishes_the_publish_in_flight_and_leaves_the_rest_pendi
     assert [row["message_id"] for row in rows["pending"]] == staged[1:]
     assert all(row["attempts"] == 0 for row in rows["pending"])
     with pytest.raises(RelayClosed):
-        relay.start()
+        await relay.start()
 
 
 async def test_a_relay_cancelled_mid_publish_leaves_its_rows_to_the_next_one(store: Store) -> None:
@@ -193,7 +193,7 @@ async def test_a_relay_cancelled_mid_publish_leaves_its_rows_to_the_next_one(sto
     stuck = FakeBroker()
     stuck.gate.clear()  # never confirms
     relay = OutboxRelay(store.engine, stuck, fast_settings())
-    relay.start()
+    await relay.start()
     async with asyncio.timeout(WITHIN):
         await stuck.sending.wait()
     with pytest.raises(TimeoutError):
