@@ -7,6 +7,7 @@ import collections
 import contextlib
 import logging
 import pathlib
+import sys
 import uuid
 
 import pytest
@@ -331,3 +332,42 @@ async def test_one_relay_per_sqlite_file_publishes_and_another_takes_over_when_i
 
     assert [message.message_id for message in broker_a.sent] == first
     assert [message.message_id for message in broker_b.sent] == second
+
+
+HOLD_THE_LOCK = """
+import pathlib, sys, time
+from server.store.relay_lock import RelayLock
+assert RelayLock(pathlib.Path(sys.argv[1])).try_acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+async def test_when_the_sqlite_lock_holder_is_killed_another_relay_takes_over(tmp_path: pathlib.Path) -> None:
+    url = make_url(sqlite_url(tmp_path / "rill.db"))
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLD_THE_LOCK,
+        str(tmp_path / "rill.db.relay.lock"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        async with asyncio.timeout(WITHIN):
+            assert await holder.stdout.readline() == b"held\n"
+        async with Store(url) as store:
+            staged = await stage(store.engine, 3)
+            broker = FakeBroker()
+            async with OutboxRelay(store.engine, broker, fast_settings()) as relay, asyncio.timeout(WITHIN):
+                await relay.wait_for(lambda relay: relay.looks >= 3)
+                assert not relay.active  # another process holds the file
+                holder.kill()  # kill -9: no goodbye, the kernel releases the lock
+                await holder.wait()
+                await relay.wait_active()
+                await relay.wait_for(lambda relay: relay.published == 3)
+        assert [message.message_id for message in broker.sent] == staged
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
