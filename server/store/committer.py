@@ -28,7 +28,7 @@ import typing
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.store.errors import CommitFailed, StoreClosed
+from server.store.errors import CommitFailed, StoreClosed, StoreUnreachable
 from server.store.units import StoreUnit, Write
 
 __all__ = ["GroupCommitter"]
@@ -164,7 +164,8 @@ class GroupCommitter:
         self.units_failed += 1
         logger.error("a unit of work was not written: %s", error)
         if not waiting.done.done():
-            failed = CommitFailed(f"the unit's transaction failed, nothing of it was written: {error}")
+            kind = StoreUnreachable if _unreachable(error) else CommitFailed
+            failed = kind(f"the unit's transaction failed, nothing of it was written: {error}")
             failed.__cause__ = error
             waiting.done.set_exception(failed)
 
@@ -202,3 +203,15 @@ async def _apply(connection: AsyncConnection, units: list[StoreUnit]) -> None:
                 batch_statement = statement
             batch.append(staged.parameters)
     await flush()
+
+
+def _unreachable(error: Exception) -> bool:
+    """The database could not be reached (rather than refusing what the unit wrote)."""
+    if isinstance(error, OSError):
+        return True
+    if isinstance(error, sa.exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error.orig, OSError):
+            return True
+        # SQLite: another process held the write lock for the whole busy timeout.
+        return isinstance(error, sa.exc.OperationalError) and "database is locked" in str(error.orig)
+    return False

@@ -7,6 +7,8 @@ StoreError
 ├── UnitClosed         a write was staged into a unit already committed or rolled back
 ├── ForeignUnit        the current unit of work belongs to another store or kind of store
 └── CommitFailed       a unit's transaction failed; nothing of the unit was written
+    └── StoreUnreachable   ... because the database could not be reached (a ConnectionError:
+                           the service answers UNAVAILABLE, and a retry later may succeed)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
+    "StoreUnreachable",
     "UnitClosed",
 ]
 
@@ -49,3 +52,8 @@ class ForeignUnit(StoreError):
 
 class CommitFailed(StoreError):
     """The unit's transaction failed (its cause is chained); none of the unit's writes were kept."""
+
+
+class StoreUnreachable(CommitFailed, ConnectionError):
+    """The unit was not written because the database could not be reached (a connection lost or
+    refused, or SQLite's write lock still held by another process after the busy timeout)."""

@@ -8,6 +8,7 @@ schema current. DDL is transactional on both, so a failed migration leaves the s
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
 import alembic.command
@@ -43,8 +44,18 @@ def _upgrade(connection: sa.Connection) -> None:
     alembic.command.upgrade(_config(connection), "head")
 
 
+def _quiet_alembic() -> None:
+    # Alembic announces its plugins and context at INFO on every start; the store logs what matters
+    # (the revision, and what it migrated from). A level set by the user is kept.
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        quieted = logging.getLogger(name)
+        if quieted.level == logging.NOTSET:
+            quieted.setLevel(logging.WARNING)
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Migrate the database of ``engine`` to :func:`head_revision` (see the module docs)."""
+    _quiet_alembic()
     async with engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE (server.store.engine)
         if connection.dialect.name == "postgresql":
             await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))

@@ -22,7 +22,7 @@ import typing
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-import mediator
+from mediator.unit_of_work import current_unit
 from server.store.committer import GroupCommitter
 from server.store.engine import create_engine, enable_wal, reader
 from server.store.errors import ForeignUnit, StoreUnavailable
@@ -121,13 +121,14 @@ class Store:
         :class:`ForeignUnit` if another kind of unit (or another store's) is current: a write of this
         store cannot join its transaction.
         """
-        unit = mediator.current_unit()
+        unit = current_unit()
         if unit is None:
             return None
         if isinstance(unit, StoreUnit) and unit.store_committer is self.committer:
             return unit
         raise ForeignUnit(
-            f"the current unit of work is a {type(unit).__qualname__} of another store, not one of {self.name}"
+            f"the current unit of work is a {type(unit).__qualname__} of another store, "
+            f"not one of {self.name}"
         )
 
     async def write(self, *writes: Staged, after_commit: typing.Callable[[], None] | None = None) -> None:

@@ -67,15 +67,20 @@ class Upsert:
 
 @functools.cache
 def _upsert_statement(table: sa.Table, dialect_name: str) -> sa.Executable:
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect_name)
-    if insert is None:
-        raise NotImplementedError(f"upsert on {dialect_name}")
-    statement = insert(table)
     keys = [column.name for column in table.primary_key.columns]
-    changed = {
-        column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys
-    }
-    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+    others = [column.name for column in table.columns if column.name not in keys]
+    # Both dialects spell it the same way, with their own Insert class.
+    if dialect_name == "postgresql":
+        pg = postgresql.insert(table)
+        return pg.on_conflict_do_update(
+            index_elements=keys, set_={name: pg.excluded[name] for name in others}
+        )
+    if dialect_name == "sqlite":
+        lite = sqlite.insert(table)
+        return lite.on_conflict_do_update(
+            index_elements=keys, set_={name: lite.excluded[name] for name in others}
+        )
+    raise NotImplementedError(f"upsert on {dialect_name}: the store runs on PostgreSQL or SQLite")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,11 +15,12 @@ empty (default)                                   an embedded SQLite file, ``<st
 from __future__ import annotations
 
 import pathlib
-
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
+import typing
 
 from server.store.errors import BadDatabaseUrl
+
+if typing.TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = ["EMBEDDED_FILE", "MEMORY", "check_database_url", "masked", "resolve_url"]
 
@@ -31,12 +32,16 @@ _SQLITE = ("sqlite", "sqlite+aiosqlite")
 
 
 def _parse(spec: str) -> URL:
+    # SQLAlchemy only when a URL is given: loading the settings does not load it.
+    import sqlalchemy as sa
+
     try:
-        url = make_url(spec)
+        url = sa.engine.make_url(spec)
     except (sa.exc.ArgumentError, ValueError):
         raise BadDatabaseUrl(
-            f"database_url {_masked_text(spec)!r} is not a URL: expected postgresql://user:password@host/name, "
-            "sqlite:///path, 'memory', or empty for the embedded default"
+            f"database_url {_masked_text(spec)!r} is not a URL: expected "
+            "postgresql://user:password@host/name, sqlite:///path, 'memory', "
+            "or empty for the embedded default"
         ) from None
     if url.drivername in _POSTGRESQL:
         if not url.database:
@@ -67,6 +72,8 @@ def resolve_url(spec: str, state_dir: pathlib.Path) -> URL:
     if spec == MEMORY:
         raise BadDatabaseUrl("database_url 'memory' has no database to open")
     if not spec:
+        from sqlalchemy.engine import URL
+
         return URL.create("sqlite+aiosqlite", database=str(state_dir / EMBEDDED_FILE))
     return _parse(spec)
 
