@@ -11,6 +11,9 @@ the sum over the workers: the supervisor gives them a fresh ``PROMETHEUS_MULTIPR
 (prometheus_client's multiprocess mode, :mod:`server.metrics_workers`), marks a worker that exited
 dead in it, and removes it at exit. The event loop is uvloop when it is installed (``--loop asyncio``
 to opt out): it serves more messages per CPU second (bench/README.md).
+
+``python -m server outbox list|replay ...`` looks at the notification outbox of the store these
+settings name, and replays what the relay gave up (``python -m server outbox --help``).
 """
 
 from __future__ import annotations
@@ -210,6 +213,10 @@ def _run_workers(argv: list[str], count: int, env: dict[str, str]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["outbox"]:  # a command of its own; anything else is the server's arguments
+        from server.store.outbox_cli import main as outbox_main
+
+        sys.exit(outbox_main(argv[1:]))
     args = _parse_args(argv)
     worker = "" if args.worker_index is None else f"worker {args.worker_index} pid %(process)d "
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")

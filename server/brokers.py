@@ -112,8 +112,12 @@ def check_broker_spec(spec: str) -> str:
     return spec
 
 
-def broker_from_url(spec: str) -> MessageBroker:
-    """The broker ``spec`` names (see the module docs); not connected yet for AMQP (``start()``)."""
+def broker_from_url(spec: str, *, retrying: bool = True) -> MessageBroker:
+    """The broker ``spec`` names (see the module docs); not connected yet for AMQP (``start()``).
+
+    ``retrying=False``: an AMQP broker is not wrapped in a ``RetryingMessageBroker``, for the outbox
+    relay, which retries durably itself (:mod:`server.store.relay`).
+    """
     check_broker_spec(spec)
     if spec == "devnull":
         return DevnullMessageBroker()
@@ -122,9 +126,8 @@ def broker_from_url(spec: str) -> MessageBroker:
     from mediator.message_brokers import rabbitmq  # the optional extra, only when asked for
 
     amqp = _parse_amqp(spec)
-    # What RabbitMQ cannot take while it is unreachable is kept and re-sent once it is back.
-    return RetryingMessageBroker(
-        rabbitmq.RabbitMQMessageBroker(
-            amqp.url, amqp.exchange or rabbitmq.DEFAULT_EXCHANGE, mandatory=amqp.mandatory
-        )
+    plain = rabbitmq.RabbitMQMessageBroker(
+        amqp.url, amqp.exchange or rabbitmq.DEFAULT_EXCHANGE, mandatory=amqp.mandatory
     )
+    # What RabbitMQ cannot take while it is unreachable is kept and re-sent once it is back.
+    return RetryingMessageBroker(plain) if retrying else plain

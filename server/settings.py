@@ -19,6 +19,7 @@ from server.brokers import check_broker_spec
 from server.connect.settings import CorsSettings
 from server.http.limits import HttpLimitSettings
 from server.limits import LimitSettings
+from server.store.outbox_settings import OutboxSettings
 from server.store.settings import StoreSettings
 from server.store.urls import check_database_url
 from server.tls import TlsSettings
@@ -145,6 +146,7 @@ class Settings(pydantic_settings.BaseSettings):
     log_format: typing.Literal["auto", "json", "text"] = pydantic.Field(
         "auto", description="auto: text on a terminal, JSON lines otherwise"
     )
+    outbox: OutboxSettings = OutboxSettings()  # the relay of notifications (server.store.relay)
 
     def service(self, name: str) -> ServiceSettings:
         """The event settings of the service called ``name``: ``services.<name>`` if set; for the demo's
