@@ -100,6 +100,11 @@ class RillServer:
             )
             retrying = [each for each in self.brokers if isinstance(each, RetryingMessageBroker)]
             self.metrics.retrying = retrying[0] if retrying else None
+            for resource in self.resources:
+                # A resource with series of its own (the outbox relay) reports on the server's registry.
+                register = getattr(resource, "register_metrics", None)
+                if callable(register):
+                    register(self.metrics.registry)
 
         # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
