@@ -101,6 +101,11 @@ class RillServer:
             )
             retrying = [each for each in self.brokers if isinstance(each, RetryingMessageBroker)]
             self.metrics.retrying = retrying[0] if retrying else None
+            for resource in self.resources:
+                # A resource with series of its own (the outbox relay) reports on the server's registry.
+                register = getattr(resource, "register_metrics", None)
+                if callable(register):
+                    register(self.metrics.registry)
 
         self.health = HealthServicer()
         token = settings.auth_token.get_secret_value() if settings.auth_token is not None else ""

@@ -58,8 +58,12 @@ class DemoApp:
     """
 
     def __init__(self, settings: Settings, broker: MessageBroker | None = None) -> None:
-        self.broker = broker if broker is not None else broker_from_url(settings.broker)
-        """Where notifications are published (from the outbox when there is a store)."""
+        with_store = settings.database_url != MEMORY
+        # With a store the outbox is the backlog, durable, and the relay retries: the plain broker.
+        self.broker = (
+            broker if broker is not None else broker_from_url(settings.broker, retrying=not with_store)
+        )
+        """Where notifications are published (by the outbox relay when there is a store)."""
         self.resources: list[Resource] = []
         self.handlers = Handlers()
         self.handlers.config.storage_root.from_value(settings.storage_root)
@@ -72,10 +76,13 @@ class DemoApp:
         """The :class:`server.store.OutboxBroker` the mediators send notifications to (with a store)."""
         mediator_broker: MessageBroker = self.broker
         unit_of_work: UnitOfWorkFactory | None = None
-        if settings.database_url != MEMORY:
+        self.relay: typing.Any = None
+        """The :class:`server.store.relay.OutboxRelay` publishing the outbox to ``broker`` (with a store)."""
+        if with_store:
             # Only with a store: the in-memory demo (tests) does not load SQLAlchemy.
             from server.store import OutboxBroker, Store
             from server.store.read_models import StoredFileLedger, StoredOrderBook
+            from server.store.relay import OutboxRelay
 
             store = Store.from_settings(settings.database_url, settings.state_dir, settings.store)
             assert store is not None
@@ -84,6 +91,11 @@ class DemoApp:
             self.handlers.order_book.override(providers.Object(StoredOrderBook(store)))
             self.handlers.file_ledger.override(providers.Object(StoredFileLedger(store)))
             mediator_broker, unit_of_work = self.outbox, store.units
+            # After the store in resources: started once it is open, stopped (after the drain) before
+            # it closes; the relay starts the broker with itself and closes it once stopped.
+            self.relay = OutboxRelay(store.engine, self.broker, settings.outbox, own_broker=True)
+            self.outbox.on_committed.append(self.relay.notify)
+            self.resources.append(self.relay)
         orders_settings, files_settings = settings.service("orders"), settings.service("files")
 
         def options(

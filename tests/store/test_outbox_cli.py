@@ -70,7 +70,7 @@ async def test_list_shows_a_dead_row_and_replay_republishes_it(
 ) -> None:
     env = settings_env(store, database_url)
     proxy.refuse_new = True  # RabbitMQ looks down
-    [dead_id] = await stage(store.engine, 1)
+    [dead_id] = await stage(store.engine, 1, age=3 * 3600)  # written three hours ago
     [published_id] = await stage(store.engine, 1, start=10)
     async with (
         Consumer(rabbitmq, exchange_name, TOPIC) as consumer,
@@ -103,7 +103,7 @@ async def test_list_shows_a_dead_row_and_replay_republishes_it(
         ]
         assert [line.split()[0] for line in lines] == [str(dead_id), str(published_id)]  # oldest first
         dead_line = lines[0].split()
-        assert dead_line[1:6] == ["OutboxTestEvent", TOPIC, "dead", "1", "1s"]
+        assert dead_line[1:6] == ["OutboxTestEvent", TOPIC, "dead", "1", "3h00m"]
         assert dead_line[6] == "BrokerUnavailable:"
 
         status, out, err = await outbox_command("list", "--state", "dead", env=env)

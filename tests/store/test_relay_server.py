@@ -33,10 +33,10 @@ def relay_of(server: RillServer) -> OutboxRelay:
 
 
 def store_settings(database_url: str, tmp_path: pathlib.Path, **changes: typing.Any) -> Settings:
-    """The store ``database_url`` names; for SQLite the embedded default in a state directory."""
-    if database_url.startswith("sqlite"):
-        return Settings(state_dir=tmp_path / "state", **changes)
-    return Settings(database_url=database_url, state_dir=tmp_path / "state", **changes)
+    """The store ``database_url`` names; for SQLite the embedded default (empty: ``<state_dir>/rill.db``),
+    never the tests' ``RILL_DATABASE_URL=memory``."""
+    url = "" if database_url.startswith("sqlite") else database_url
+    return Settings(database_url=url, state_dir=tmp_path / "state", **changes)
 
 
 async def process_orders(channel: grpc.aio.Channel) -> list[orders_pb2.OrderProcessedResult]:
