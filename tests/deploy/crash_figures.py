@@ -20,7 +20,9 @@ async def main(runs: int) -> None:
     for run in range(runs):
         with tempfile.TemporaryDirectory(prefix="rill-crash-") as tmp:
             async with fresh_database() as database_url, order_notifications() as notifications:
-                figures = await crash_and_restart(pathlib.Path(tmp), database_url, notifications)
+                figures = await crash_and_restart(
+                    pathlib.Path(tmp), database_url, notifications, before_cut=200, before_kill=1000
+                )
         print(f"run {run + 1}:", dataclasses.asdict(figures), flush=True)
 
 

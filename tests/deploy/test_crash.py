@@ -8,6 +8,8 @@ import dataclasses
 import pathlib
 import time
 
+import pytest
+
 from client import RetryPolicy, RillClient
 from tests.brokers.tcp_proxy import TcpProxy
 from tests.deploy.conftest import Notifications, broker_url, message_ids_per_order
@@ -15,8 +17,12 @@ from tests.deploy.processes import running_server
 from tests.deploy.test_replicas import _found
 
 ORDERS = 5000
-BEFORE_CUT = 200  # items delivered while the broker is reachable
-BEFORE_KILL = 1000  # items delivered in all when the server is killed
+# The test's sizes (the figures in docs/reliability.md: python -m tests.deploy.crash_figures, 200 and 1,000).
+BEFORE_CUT = 100  # items delivered while the broker is reachable
+BEFORE_KILL = 400  # items delivered in all when the server is killed
+
+# A few hundred commits before the kill and a restart: minutes on a loaded 2-core machine at worst.
+pytestmark = pytest.mark.timeout(300)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +43,15 @@ class Figures:
 
 
 async def crash_and_restart(
-    tmp_path: pathlib.Path, database_url: str, notifications: Notifications
+    tmp_path: pathlib.Path,
+    database_url: str,
+    notifications: Notifications,
+    *,
+    before_cut: int = BEFORE_CUT,
+    before_kill: int = BEFORE_KILL,
 ) -> Figures:
-    """The scenario, with its figures: the broker is cut after ``BEFORE_CUT`` items (the outbox keeps
-    the rest), the server killed after ``BEFORE_KILL``, then started again with the broker back."""
+    """The scenario, with its figures: the broker is cut after ``before_cut`` items (the outbox keeps
+    the rest), the server killed after ``before_kill``, then started again with the broker back."""
     env = {"RILL_DATABASE_URL": database_url}
     ids = [f"o{n}" for n in range(ORDERS)]
     async with TcpProxy("127.0.0.1", 5672) as broker_link:
@@ -61,10 +72,10 @@ async def crash_and_restart(
             ):
                 async for result in stream:
                     delivered.append(result.order_id)
-                    if len(delivered) == BEFORE_CUT:
+                    if len(delivered) == before_cut:
                         broker_link.refuse_new = True
                         broker_link.drop_all()
-                    if len(delivered) == BEFORE_KILL:
+                    if len(delivered) == before_kill:
                         server.kill()
                         await server.process.wait()
                         break

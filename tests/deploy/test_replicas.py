@@ -9,6 +9,8 @@ import contextlib
 import pathlib
 import typing
 
+import pytest
+
 from client import RetryPolicy, RillClient, RillError
 from tests.deploy.conftest import Notifications, broker_url, message_ids_per_order
 from tests.deploy.processes import ServerProcess, running_server
@@ -19,6 +21,9 @@ from tests.deploy.proxy import running_proxy
 # tens of its 300 (not the whole stream), so the kill cuts one in the middle on any machine.
 ORDERS_PER_STREAM = 300
 RETRY = RetryPolicy(max_attempts=5, initial_backoff=0.05, max_backoff=0.5)
+
+# Several processes started and stopped on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(300)
 
 
 def replica(

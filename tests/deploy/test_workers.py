@@ -12,6 +12,7 @@ import typing
 
 import grpc
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -22,6 +23,9 @@ from tests.server.test_workers import _connection_owners
 # either worker (all 16 on one worker: a 2 * 2**-16 chance).
 CONNECTIONS = 16
 FRESH = [("grpc.use_local_subchannel_pool", 1)]  # else channels to one address share a connection
+
+# Several processes started and stopped on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(300)
 
 
 @contextlib.asynccontextmanager
