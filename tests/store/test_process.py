@@ -22,11 +22,13 @@ async def found(address: str, order_ids: list[str]) -> list[str]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         hits: list[str] = []
+        codes: set[grpc.StatusCode] = set()
         for order_id in order_ids:
             try:
                 hits.append((await stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id))).order_id)
             except grpc.aio.AioRpcError as error:
-                assert error.code() == grpc.StatusCode.NOT_FOUND
+                codes.add(error.code())
+        assert codes <= {grpc.StatusCode.NOT_FOUND}
         return hits
 
 
@@ -61,6 +63,7 @@ async def test_every_order_received_before_a_kill_9_is_found_after_the_restart(
     state_dir = tmp_path / "state"
     ids = [f"o{index}" for index in range(5_000)]
     received: list[str] = []
+    ended: list[grpc.StatusCode] = []
     first = await start_server(env=embedded(state_dir))
     try:
         async with grpc.aio.insecure_channel(first.address) as channel:
@@ -72,12 +75,13 @@ async def test_every_order_received_before_a_kill_9_is_found_after_the_restart(
                     if len(received) == 300:
                         first.process.send_signal(signal.SIGKILL)  # mid-stream, nothing drained
             except grpc.aio.AioRpcError as error:
-                assert error.code() == grpc.StatusCode.UNAVAILABLE
+                ended.append(error.code())
     finally:
         if first.process.returncode is None:
             first.process.kill()
         await first.process.wait()
     assert first.process.returncode == -signal.SIGKILL
+    assert ended == [grpc.StatusCode.UNAVAILABLE]
     assert 300 <= len(received) < len(ids), "the kill did not land mid-stream"
     second = await start_server(env=embedded(state_dir))
     try:
@@ -92,14 +96,17 @@ async def test_a_database_that_cannot_be_reached_stops_the_start_with_exit_2(tmp
     code, text = await exit_of(await spawn_server(env={"RILL_DATABASE_URL": url}))
     assert code == 2, text
     assert "cannot start: cannot open the store postgresql+asyncpg://rill:***@127.0.0.1:9/rill" in text
-    assert "secret" not in text and "Traceback" not in text
+    assert "secret" not in text
+    assert "Traceback" not in text
 
 
 async def test_a_bad_database_url_is_refused_with_exit_2(tmp_path: pathlib.Path) -> None:
     code, text = await exit_of(await spawn_server(env={"RILL_DATABASE_URL": "mysql://u:secret@h/db"}))
     assert code == 2, text
-    assert "unsupported database 'mysql'" in text and "(from the environment: RILL_DATABASE_URL)" in text
-    assert "secret" not in text and "Traceback" not in text
+    assert "unsupported database 'mysql'" in text
+    assert "(from the environment: RILL_DATABASE_URL)" in text
+    assert "secret" not in text
+    assert "Traceback" not in text
 
 
 async def test_a_state_dir_that_cannot_be_created_stops_the_start_with_exit_2(tmp_path: pathlib.Path) -> None:
@@ -107,7 +114,8 @@ async def test_a_state_dir_that_cannot_be_created_stops_the_start_with_exit_2(tm
     blocker.write_text("not a directory")
     code, text = await exit_of(await spawn_server(env=embedded(blocker / "state")))
     assert code == 2, text
-    assert "cannot open the store" in text and "Traceback" not in text
+    assert "cannot open the store" in text
+    assert "Traceback" not in text
 
 
 async def test_a_migration_is_logged_once(tmp_path: pathlib.Path) -> None:

@@ -172,7 +172,9 @@ async def test_a_row_stored_keeps_its_instant_in_utc(store: Store) -> None:
         row = (await connection.execute(sa.select(outbox))).one()
     assert row.occurred_at == datetime.datetime(2026, 12, 8, 1, 0, tzinfo=datetime.UTC)
     assert row.occurred_at.tzinfo is datetime.UTC
-    assert row.payload == [1, "x"] and row.state == "pending" and row.attempts == 0
+    assert row.payload == [1, "x"]
+    assert row.state == "pending"
+    assert row.attempts == 0
     with pytest.raises(CommitFailed):  # a naive time is refused, not guessed
         await store.write(upsert(orders, {**order_row("n"), "processed_at": datetime.datetime(2026, 1, 1)}))
 
