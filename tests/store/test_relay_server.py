@@ -40,7 +40,7 @@ def store_settings(database_url: str, tmp_path: pathlib.Path, **changes: typing.
 
 
 async def process_orders(channel: grpc.aio.Channel) -> list[orders_pb2.OrderProcessedResult]:
-    stub = orders_pb2_grpc.OrderServiceStub(channel)  # type: ignore[no-untyped-call] # generated
+    stub = orders_pb2_grpc.OrderServiceStub(channel)
     request = orders_pb2.ProcessOrdersRequest(order_ids=ORDERS)
     return [result async for result in stub.ProcessOrders(request)]
 
