@@ -269,6 +269,12 @@ class OutboxRelay:
             self._set_active(False)
             if self._lock is not None:
                 self._lock.release()
+            logger.info(
+                "outbox relay stopped: %d published, %d failed attempts, %d dead",
+                self.published,
+                self.failures,
+                self.dead_lettered,
+            )
 
     async def _step(self) -> None:
         """One round if this relay may publish, then the wait until the next one."""
