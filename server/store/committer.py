@@ -8,9 +8,16 @@ collects. Each unit's ``commit()`` returns when the transaction that holds it ha
 
 If a group's transaction fails, each of its units is tried again in a transaction of its own, so
 that one bad unit (a constraint it breaks) fails only its own ``commit()``, and the stream that
-staged it, with :class:`CommitFailed`. Writes run in the order of the group: unit after unit, each
-unit's in the order it staged them; consecutive writes through one statement go as one
-``executemany``.
+staged it, with :class:`CommitFailed`.
+
+Writes go table by table: between two operations (:data:`~server.store.units.Operation`, which run
+where they were staged), the writes to each table run in the order of the group (unit after unit,
+each unit's in the order it staged them), and consecutive writes through one statement go as one
+``executemany``: a group of 1,000 units of an order row and an outbox row is two round trips, not
+2,000. The end state is the same as writing unit after unit, because writes to different tables do
+not affect each other; a foreign key from one table to another may make a group fail (a child row
+before its parent), and each unit alone is then written in its own order. Writes whose tables depend
+on each other through triggers belong in one operation.
 
 A ``commit()`` cancelled before its group began is taken out of it (nothing of the unit is
 written); once its transaction runs, the unit may be written although the caller stopped waiting.
@@ -29,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.store.errors import CommitFailed, StoreClosed, StoreUnreachable
-from server.store.units import StoreUnit, Write
+from server.store.units import StoreUnit, Upsert, Write
 
 __all__ = ["GroupCommitter"]
 
@@ -175,17 +182,16 @@ class GroupCommitter:
 
 
 async def _apply(connection: AsyncConnection, units: list[StoreUnit]) -> None:
-    """Every staged write of ``units``, in order; runs of one statement as one executemany."""
+    """Every staged write of ``units``: table by table between operations (see the module docs)."""
     dialect = connection.dialect
-    batch_statement: sa.Executable | None = None
-    batch: list[typing.Mapping[str, typing.Any]] = []
+    # Writes since the last operation, per table in the order tables first appear; each table's in
+    # the order of the group (unit after unit, each unit's as staged).
+    tables: dict[object, list[Write]] = {}
 
     async def flush() -> None:
-        nonlocal batch_statement
-        if batch_statement is not None:
-            await connection.execute(batch_statement, batch)
-            batch_statement = None
-            batch.clear()
+        for writes in tables.values():
+            await _execute_runs(connection, writes, dialect)
+        tables.clear()
 
     for unit in units:
         for staged in unit.staged:
@@ -193,16 +199,42 @@ async def _apply(connection: AsyncConnection, units: list[StoreUnit]) -> None:
                 await flush()
                 await staged(connection)
                 continue
-            statement = staged.resolved(dialect)
-            if staged.parameters is None:
+            table = _table_of(staged)
+            if table is None:  # not a plain INSERT/UPDATE/DELETE: where it stands, like an operation
                 await flush()
+                await _execute_runs(connection, [staged], dialect)
+                continue
+            tables.setdefault(table, []).append(staged)
+    await flush()
+
+
+def _table_of(write: Write) -> object | None:
+    """The table a write changes, if it is a plain DML statement on one table (else None)."""
+    statement = write.statement
+    if isinstance(statement, Upsert):
+        return statement.table
+    if isinstance(statement, sa.Insert | sa.Update | sa.Delete):
+        return statement.table
+    return None
+
+
+async def _execute_runs(connection: AsyncConnection, writes: list[Write], dialect: sa.Dialect) -> None:
+    """``writes`` in order; consecutive ones through the same statement as one executemany."""
+    run_statement: sa.Executable | None = None
+    run: list[typing.Mapping[str, typing.Any]] = []
+    for write in writes:
+        statement = write.resolved(dialect)
+        if write.parameters is None or statement is not run_statement:
+            if run_statement is not None:
+                await connection.execute(run_statement, run)
+                run_statement, run = None, []
+            if write.parameters is None:
                 await connection.execute(statement)
                 continue
-            if statement is not batch_statement:
-                await flush()
-                batch_statement = statement
-            batch.append(staged.parameters)
-    await flush()
+            run_statement = statement
+        run.append(write.parameters)
+    if run_statement is not None:
+        await connection.execute(run_statement, run)
 
 
 def _unreachable(error: Exception) -> bool:

@@ -63,6 +63,7 @@ async def upgrade(engine: AsyncEngine) -> None:
 
 
 def _current(connection: sa.Connection) -> str | None:
+    _quiet_alembic()
     return MigrationContext.configure(connection).get_current_revision()
 
 
