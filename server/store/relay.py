@@ -159,7 +159,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._stats_at = -STATS_EVERY
-        self._pruned_at = time.monotonic()
+        self._pruned_at = -PRUNE_EVERY  # the first quiet round prunes
         self._failing_since: float | None = None
 
     def __repr__(self) -> str:
