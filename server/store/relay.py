@@ -159,7 +159,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._stats_at = -STATS_EVERY
-        self._pruned_at = time.monotonic()
+        self._pruned_at = -PRUNE_EVERY  # the first quiet round prunes
         self._failing_since: float | None = None
 
     def __repr__(self) -> str:
@@ -269,6 +269,12 @@ class OutboxRelay:
             self._set_active(False)
             if self._lock is not None:
                 self._lock.release()
+            logger.info(
+                "outbox relay stopped: %d published, %d failed attempts, %d dead",
+                self.published,
+                self.failures,
+                self.dead_lettered,
+            )
 
     async def _step(self) -> None:
         """One round if this relay may publish, then the wait until the next one."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import logging
 import pathlib
 import sys
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
@@ -19,6 +21,7 @@ from mediator.message_brokers.rabbitmq import RabbitMQMessageBroker
 from server.store import outbox_rows
 from server.store.relay import OutboxRelay, RelayClosed
 from server.store.relay_metrics import RelayMetrics
+from server.store.schema import outbox
 from server.store.store import Store
 from tests.brokers.consumer import Consumer
 from tests.brokers.tcp_proxy import TcpProxy
@@ -371,3 +374,21 @@ async def test_when_the_sqlite_lock_holder_is_killed_another_relay_takes_over(tm
         if holder.returncode is None:
             holder.kill()
             await holder.wait()
+
+
+async def test_rows_published_longer_ago_than_keep_published_are_deleted(store: Store) -> None:
+    old = await stage(store.engine, 2, age=3 * 86_400)
+    recent = await stage(store.engine, 1, start=10)
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            sa.update(outbox)
+            .where(outbox.c.message_id.in_(old))
+            .values(state="published", published_at=outbox_rows.now() - datetime.timedelta(days=2))
+        )
+    broker = FakeBroker()
+    async with OutboxRelay(store.engine, broker, fast_settings(keep_published=86_400)) as relay:
+        async with asyncio.timeout(WITHIN):
+            await relay.wait_for(lambda relay: relay.published == 1 and relay.looks >= 2)
+
+    rows = await rows_by_state(store.engine)
+    assert [row["message_id"] for row in rows["published"]] == recent  # a day is kept; two are not

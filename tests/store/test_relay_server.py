@@ -40,7 +40,7 @@ def store_settings(database_url: str, tmp_path: pathlib.Path, **changes: typing.
 
 
 async def process_orders(channel: grpc.aio.Channel) -> list[orders_pb2.OrderProcessedResult]:
-    stub = orders_pb2_grpc.OrderServiceStub(channel)  # type: ignore[no-untyped-call] # generated
+    stub = orders_pb2_grpc.OrderServiceStub(channel)
     request = orders_pb2.ProcessOrdersRequest(order_ids=ORDERS)
     return [result async for result in stub.ProcessOrders(request)]
 
@@ -62,6 +62,10 @@ async def test_every_delivered_order_is_notified_to_the_memory_broker_through_th
         async with asyncio.timeout(WITHIN):
             await relay.wait_for(lambda relay: relay.published >= len(delivered))
         staged = await outbox_ids(served.server)
+        assert served.server.metrics is not None
+        registry = served.server.metrics.registry
+        assert registry.get_sample_value("rill_outbox_published_total") == len(ORDERS)
+        assert registry.get_sample_value("rill_outbox_relay_publishing") == 1
 
     assert [result.order_id for result in delivered] == ORDERS
     notified = [message for message in broker.messages if message.topic == "orders.processed"]
