@@ -11,6 +11,7 @@ import uuid
 import asyncpg
 import pytest
 
+from client import NotFound, RetryPolicy, RillClient
 from tests.brokers.consumer import Consumer, Received
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -74,3 +75,20 @@ def message_ids_per_order(received: typing.Iterable[Received]) -> dict[str, set[
     for message in received:
         per_order.setdefault(str(message.envelope["payload"]["order_id"]), set()).add(message.message_id)
     return per_order
+
+
+async def found_orders(address: str, order_ids: typing.Sequence[str]) -> int:
+    """How many of ``order_ids`` GetOrder finds at ``address`` (32 calls at a time)."""
+    limit = asyncio.Semaphore(32)
+    async with RillClient(
+        address, retry=RetryPolicy(max_attempts=5, initial_backoff=0.05, max_backoff=0.5)
+    ) as client:
+
+        async def found(order_id: str) -> bool:
+            async with limit:
+                try:
+                    return (await client.get_order(order_id)).order_id == order_id
+                except NotFound:
+                    return False
+
+        return sum(await asyncio.gather(*map(found, order_ids)))

@@ -12,9 +12,8 @@ import pytest
 
 from client import RetryPolicy, RillClient
 from tests.brokers.tcp_proxy import TcpProxy
-from tests.deploy.conftest import Notifications, broker_url, message_ids_per_order
+from tests.deploy.conftest import Notifications, broker_url, found_orders, message_ids_per_order
 from tests.deploy.processes import running_server
-from tests.deploy.test_replicas import _found
 
 ORDERS = 5000
 # The test's sizes (the figures in docs/reliability.md: python -m tests.deploy.crash_figures, 200 and 1,000).
@@ -94,7 +93,7 @@ async def crash_and_restart(
             lambda messages: set(message_ids_per_order(messages)) >= set(delivered)
         )
         relay_seconds = time.monotonic() - started
-        found_after = await _found(restarted.address, delivered)
+        found_after = await found_orders(restarted.address, delivered)
     per_order = message_ids_per_order(received)
     return Figures(
         delivered=len(delivered),

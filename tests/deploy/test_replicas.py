@@ -4,7 +4,6 @@ every order it received is found by either replica, and every one's notification
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import pathlib
 import typing
@@ -12,7 +11,7 @@ import typing
 import pytest
 
 from client import RetryPolicy, RillClient, RillError
-from tests.deploy.conftest import Notifications, broker_url, message_ids_per_order
+from tests.deploy.conftest import Notifications, broker_url, found_orders, message_ids_per_order
 from tests.deploy.processes import ServerProcess, running_server
 from tests.deploy.proxy import running_proxy
 
@@ -32,18 +31,6 @@ def replica(
     return running_server(
         "--address", "127.0.0.1:0", "--http-address", "", log=tmp_path / f"{name}.log", env=env
     )
-
-
-async def _found(address: str, order_ids: typing.Sequence[str]) -> int:
-    """How many of ``order_ids`` GetOrder finds at ``address`` (32 calls at a time)."""
-    limit = asyncio.Semaphore(32)
-    async with RillClient(address, retry=RETRY) as client:
-
-        async def found(order_id: str) -> bool:
-            async with limit:
-                return (await client.get_order(order_id)).order_id == order_id
-
-        return sum(await asyncio.gather(*map(found, order_ids)))
 
 
 async def test_a_replica_killed_mid_stream_loses_nothing_delivered(
@@ -89,7 +76,7 @@ async def test_a_replica_killed_mid_stream_loses_nothing_delivered(
         everything = [order_id for k in ids for order_id in ids[k]]
         again = await stack.enter_async_context(replica(tmp_path, "replica0-again", env))
         for address in (again.address, second.address):
-            assert await _found(address, everything) == len(everything)
+            assert await found_orders(address, everything) == len(everything)
 
         # Every one's notification reaches the queue (the killed replica's committed rows are published
         # by the other relays); a duplicate is the same message again (at least once, one message_id).
