@@ -157,8 +157,9 @@ class StoreUnit:
                 for callback in self._after_commit:
                     callback()
         except BaseException:
+            # Not `staged.clear()`: a commit cancelled while its group's transaction runs must not
+            # shorten the unit under the transaction's feet (it is written whole, or not at all).
             self._state = _State.ROLLED_BACK
-            self.staged.clear()
             raise
         self._state = _State.COMMITTED
 

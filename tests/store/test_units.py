@@ -269,3 +269,23 @@ def _outbox_row(sent: Message) -> dict[str, typing.Any]:
     from server.store.outbox_broker import outbox_row
 
     return outbox_row(sent)
+
+
+async def test_a_commit_cancelled_while_its_transaction_runs_is_written_whole(store: Store) -> None:
+    """A drain giving up cancels commits: one whose transaction has begun is written whole."""
+    running, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(connection: typing.Any) -> None:
+        running.set()
+        await release.wait()
+
+    unit = store.units.begin()
+    unit.stage(upsert(orders, order_row("before")), slow, upsert(orders, order_row("after")))
+    committing = asyncio.ensure_future(unit.commit())
+    await running.wait()
+    committing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await committing
+    release.set()
+    await store.committer.aclose()  # waits for the transaction in flight
+    assert await stored_orders(store) == {"before": "processed", "after": "processed"}
