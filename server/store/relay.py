@@ -109,9 +109,9 @@ class OutboxRelay:
     """Publishes the outbox rows of ``engine``'s database to ``broker`` (module docs).
 
     :param engine: the store's engine (PostgreSQL or SQLite).
-    :param broker: where rows go; started and closed by its owner, not by the relay. Give it the
-        plain broker: retrying is the relay's job (a ``RetryingMessageBroker`` would keep a second,
-        in-memory backlog).
+    :param broker: where rows go; started and closed by its owner (the relay, with ``own_broker``).
+        Give it the plain broker: retrying is the relay's job (a ``RetryingMessageBroker`` would keep
+        a second, in-memory backlog).
     :param settings: pace, batch size, retries (``Settings.outbox``).
     :param metrics: the series to update, if any.
     :param lock_path: SQLite only: the lock file (default: ``<database file>.relay.lock``).
@@ -248,8 +248,6 @@ class OutboxRelay:
             while not self._stop.is_set():
                 try:
                     await self._step()
-                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                    raise
                 except Exception as error:  # the database is away: keep trying, say so once
                     if self._failing_since is None:
                         self._failing_since = time.monotonic()
