@@ -145,7 +145,7 @@ class ServerProcess:
     ) -> None:
         self.name = name
         # A file, not a pipe nobody reads: a server logging every call (INFO) must never block on it.
-        self._stderr = tempfile.TemporaryFile("w+")
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(
             [sys.executable, *args],
             cwd=REPO,

@@ -53,7 +53,9 @@ def open_channels(address: str, channels: int) -> list[grpc.aio.Channel]:
 
 async def warm_up(methods: list[typing.Any]) -> None:
     """One short call on every channel: connected before the clock starts."""
-    await asyncio.gather(*(grpc_throughput.read_all(method, grpc_throughput.request(2)) for method in methods))
+    await asyncio.gather(
+        *(grpc_throughput.read_all(method, grpc_throughput.request(2)) for method in methods)
+    )
 
 
 async def run_streams(methods: list[typing.Any], streams: int, items: int) -> Streamed:

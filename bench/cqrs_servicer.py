@@ -129,10 +129,10 @@ def handlers(book: OrderBook, analytics: OrderAnalytics, broker: InMemoryMessage
         async def handle(self, event: OrderAnalyticsEvent) -> None:
             analytics.per_category[event.category] += 1
 
-    def commands_mapper(mapper: cqrs.RequestMap) -> None:
+    def commands_mapper(mapper: cqrs.RequestMap) -> None:  # type: ignore[type-arg]
         mapper.bind(ProcessOrdersCommand, ProcessOrdersCommandHandler)
 
-    def domain_events_mapper(mapper: cqrs.EventMap) -> None:
+    def domain_events_mapper(mapper: cqrs.EventMap) -> None:  # type: ignore[type-arg]
         mapper.bind(OrderProcessedEvent, OrderProcessedEventHandler)
         mapper.bind(OrderAnalyticsEvent, OrderAnalyticsEventHandler)
 

@@ -58,7 +58,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self.analytics = analytics
         self.broker = broker
 
-    async def ProcessOrders(  # noqa: N802 - the RPC's name, as grpc's generated base class spells it
+    async def ProcessOrders(
         self, request: orders_pb2.ProcessOrdersRequest, context: Context
     ) -> typing.AsyncIterator[orders_pb2.OrderProcessedResult]:
         order_ids = request.order_ids
@@ -92,9 +92,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             result.processed_at.FromDatetime(processed_at)
             yield result
 
-    async def GetOrder(  # noqa: N802 - the RPC's name
-        self, request: orders_pb2.GetOrderRequest, context: Context
-    ) -> orders_pb2.Order:
+    async def GetOrder(self, request: orders_pb2.GetOrderRequest, context: Context) -> orders_pb2.Order:
         try:
             view = self.book.get(request.order_id)
         except NotFound as error:

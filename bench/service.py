@@ -82,12 +82,21 @@ class Many:
 def many_streams(server: _common.ServerProcess, options: argparse.Namespace) -> Many:
     clients = options.clients
     command = [sys.executable, "-m", "bench.service", "--client", server.address]
-    per_client = [options.streams // clients + (index < options.streams % clients) for index in range(clients)]
+    per_client = [
+        options.streams // clients + (index < options.streams % clients) for index in range(clients)
+    ]
     channels = [max(1, options.channels // clients) for _ in range(clients)]
     procs = [
         subprocess.Popen(
-            [*command, "--streams", str(count), "--stream-items", str(options.stream_items)]
-            + ["--channels", str(channels[index])],
+            [
+                *command,
+                "--streams",
+                str(count),
+                "--stream-items",
+                str(options.stream_items),
+                "--channels",
+                str(channels[index]),
+            ],
             cwd=_common.REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -136,7 +145,9 @@ def _ratio(values: dict[str, list[float]], key: str, base: str = "handwritten") 
     return "1.00" if key == base else f"{_common.ratio(values[key], values[base]):.2f}"
 
 
-def one_stream_table(paths: list[grpc_throughput.Path], peaks: dict[str, int], first: list[dict[str, list[float]]]) -> str:
+def one_stream_table(
+    paths: list[grpc_throughput.Path], peaks: dict[str, int], first: list[dict[str, list[float]]]
+) -> str:
     rates = {path.key: path.rates for path in paths}
     cpu = {path.key: path.cpu for path in paths}
     p50 = {key: [_common.percentile(round_[key], 0.5) for round_ in first] for key in rates}
@@ -154,7 +165,16 @@ def one_stream_table(paths: list[grpc_throughput.Path], peaks: dict[str, int], f
         )
         for key in rates
     ]
-    header = ("1 stream", "msgs/s", "x hand", "CPU µs/msg", "first p50 ms", "p99 ms", "x hand", "peak RSS MiB")
+    header = (
+        "1 stream",
+        "msgs/s",
+        "x hand",
+        "CPU µs/msg",
+        "first p50 ms",
+        "p99 ms",
+        "x hand",
+        "peak RSS MiB",
+    )
     return _common.table(header, rows)
 
 
@@ -193,7 +213,9 @@ def many_table(runs: dict[str, list[Many]]) -> str:
     return _common.table(header, rows)
 
 
-def targets(paths: list[grpc_throughput.Path], first: list[dict[str, list[float]]], runs: dict[str, list[Many]]) -> list[str]:
+def targets(
+    paths: list[grpc_throughput.Path], first: list[dict[str, list[float]]], runs: dict[str, list[Many]]
+) -> list[str]:
     one = {path.key: path.rates for path in paths}
     many = {key: [run.rate for run in values] for key, values in runs.items()}
     one_p99 = {key: [_common.percentile(round_[key], 0.99) for round_ in first] for key in one}
@@ -231,12 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.service", description=(__doc__ or "").strip().splitlines()[0]
     )
-    parser.add_argument("--items", type=int, default=20_000, help="1 stream: items (default 20,000)")
-    parser.add_argument("--rounds", type=int, default=5, help="1 stream and first message: rounds (default 5)")
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=10_000,
+        help="1 stream: items (default 10,000, the most one request may ask for)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="1 stream and first message: rounds (default 5)"
+    )
     parser.add_argument("--calls", type=int, default=200, help="first message: calls per round (default 200)")
     parser.add_argument("--streams", type=int, default=1_000, help="many streams: streams (default 1,000)")
-    parser.add_argument("--stream-items", type=int, default=100, help="many streams: items each (default 100)")
-    parser.add_argument("--channels", type=int, default=10, help="many streams: connections in all (default 10)")
+    parser.add_argument(
+        "--stream-items", type=int, default=100, help="many streams: items each (default 100)"
+    )
+    parser.add_argument(
+        "--channels", type=int, default=10, help="many streams: connections in all (default 10)"
+    )
     parser.add_argument("--clients", type=int, default=2, help="many streams: client processes (default 2)")
     parser.add_argument("--many-rounds", type=int, default=3, help="many streams: rounds (default 3)")
     parser.add_argument("--only", help="comma-separated servers (service, handwritten, cqrs, raw)")
@@ -250,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     loop = grpc_throughput.server_loop(options.loop)
     chosen = specs(loop)
     if options.only:
-        chosen = {key: value for key, value in chosen.items() if key in {"handwritten", *options.only.split(",")}}
+        chosen = {
+            key: value for key, value in chosen.items() if key in {"handwritten", *options.only.split(",")}
+        }
     skip = set(options.skip.split(",")) - {""}
     for line in _common.environment():
         print(line)
@@ -274,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             if "one" not in skip:
                 for server in started.values():
                     server.reset_peak()
-                _common.run(grpc_throughput.measure(paths, started, options.rounds, min(2_000, options.items)))
+                _common.run(
+                    grpc_throughput.measure(paths, started, options.rounds, min(2_000, options.items))
+                )
                 peaks = {key: server.status("VmHWM") for key, server in started.items()}
             if "first" not in skip:
                 first = _common.run(first_message.measure(started, options.calls, 10, options.rounds))
@@ -284,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
                     shift = round_ % len(keys)
                     for key in keys[shift:] + keys[:shift]:
                         runs[key].append(many_streams(started[key], options))
-                    print(f"  many streams: round {round_ + 1}/{options.many_rounds} done", file=sys.stderr, flush=True)
+                    print(
+                        f"  many streams: round {round_ + 1}/{options.many_rounds} done",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         for server in started.values():
             server.stop()
@@ -293,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{max(1, options.items // 5):,}); first message: {options.rounds} rounds of {options.calls} calls "
         f"of 10 items; many streams: {options.many_rounds} rounds of {options.streams:,} x "
         f"{options.stream_items} items over {options.channels} channels from {options.clients} client "
-        f"processes; {time.perf_counter() - clock:.0f} s; medians over rounds, ratios the median of per-round ratios"
+        f"processes; {time.perf_counter() - clock:.0f} s; medians over rounds, ratios the median of "
+        "per-round ratios"
     )
     print(noise.line)
     print()
