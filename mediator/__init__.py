@@ -4,8 +4,8 @@
     from mediator import bootstrap
 
 The names the spec uses are all here; ``mediator.bootstrap``, ``mediator.exceptions``,
-``mediator.container``, ``mediator.message_brokers`` and ``mediator.observe`` (hooks for metrics and
-traces) hold the rest.
+``mediator.container``, ``mediator.message_brokers``, ``mediator.unit_of_work`` (an item's changes
+committed together) and ``mediator.observe`` (hooks for metrics and traces) hold the rest.
 """
 
 from mediator._handlers import EventHandler, RequestHandler, StreamingRequestHandler

@@ -28,9 +28,11 @@ from mediator.exceptions import (
     EventHandlerError,
     EventHandlerTimeout,
     EventHandlingError,
+    UnitOfWorkError,
 )
 from mediator.message_brokers.protocol import Message, MessageBroker, broker_name
 from mediator.observe import MediatorObserver, NullObserver, Outcome
+from mediator.unit_of_work import UnitOfWork, UnitOfWorkFactory, _current
 
 __all__ = ["EventBatch", "EventDispatcher"]
 
@@ -76,6 +78,27 @@ class _Target:
         runs it in its own task's coroutine, one coroutine fewer per event."""
 
 
+async def _nothing(event: Event) -> Emitted:  # pragma: no cover - a commit is never run as a target
+    return ()
+
+
+_COMMIT = _Target("the unit of work's commit", _nothing)
+"""What a commit is called where runs are named (the batch owns a commit task like a run)."""
+
+
+class _ItemUnit:
+    """The unit of work of one item's events, and the runs of theirs not yet ended."""
+
+    __slots__ = ("event", "failed", "pending", "runs", "unit")
+
+    def __init__(self, unit: UnitOfWork, event: Event) -> None:
+        self.unit = unit
+        self.event = event  # the item's first event: what a commit failure names
+        self.pending = 0  # runs submitted and not ended, plus one while a submit is under way
+        self.runs = 0
+        self.failed = False
+
+
 class EventDispatcher:
     """The event side of one mediator; shared by all its streams."""
 
@@ -97,6 +120,7 @@ class EventDispatcher:
         self.event_handler_timeout = options.event_handler_timeout
         self.drain_timeout = options.drain_timeout
         self.max_cascade_depth = options.max_event_cascade_depth
+        self.units: UnitOfWorkFactory | None = options.unit_of_work
         self._behaviours = options.event_handler_behaviours
         self.draining: dict[EventBatch, asyncio.Task[typing.Any] | None] = {}
         """Batches whose stream ended early and that are still finishing their runs, with the task
@@ -245,7 +269,7 @@ class EventBatch:
         self.dispatcher = dispatcher
         self.share = dispatcher.limiter.share()
         self.running: dict[asyncio.Task[None], tuple[Event, _Target]] = {}
-        self.queued: dict[Ticket, tuple[Event, _Target, int, int | None]] = {}
+        self.queued: dict[Ticket, tuple[Event, _Target, int, int | None, _ItemUnit | None]] = {}
         self.failures: list[EventHandlingError] = []
         self._settled: asyncio.Future[None] | None = None
         self._started: asyncio.Future[None] | None = None
@@ -265,26 +289,71 @@ class EventBatch:
         """No run is going or queued."""
         return not self.running and not self.queued
 
-    def submit(self, events: Emitted, depth: int = 0, item: int | None = None) -> None:
+    def submit(
+        self, events: Emitted, depth: int = 0, item: int | None = None, unit: _ItemUnit | None = None
+    ) -> None:
         """Start (or queue) a run for every target of every event, in emission order.
 
-        ``item`` is the index of the stream item the events came with (for the observer).
+        ``item`` is the index of the stream item the events came with (for the observer). Events
+        submitted at depth 0 open a unit of work when the mediator has a factory; the events their
+        handlers emit (``unit``) join it.
         """
         if self.observer is not None:
             self.observer.events_emitted(events)
         dispatcher = self.dispatcher
+        if unit is None and depth == 0 and dispatcher.units is not None and events:
+            unit = _ItemUnit(dispatcher.units.begin(), events[0])
+        if unit is not None:
+            unit.pending += 1  # held until every run of these events is submitted
         share = self.share
         for event in events:
             if depth > dispatcher.max_cascade_depth:
                 self.failures.append(EventCascadeTooDeep(event, depth))
+                if unit is not None:
+                    unit.failed = True
                 continue
             for target in dispatcher.targets(type(event)):
+                if unit is not None:
+                    unit.pending += 1
+                    unit.runs += 1
                 if share.try_acquire():
-                    self._start(event, target, depth, item)
+                    self._start(event, target, depth, item, unit)
                 else:
                     # Registered before the ticket can be handed a slot (enqueue never starts one).
                     ticket = share.enqueue(self._start_queued)
-                    self.queued[ticket] = (event, target, depth, item)
+                    self.queued[ticket] = (event, target, depth, item, unit)
+        if unit is not None:
+            self._run_ended(unit, ok=True)
+
+    def _run_ended(self, unit: _ItemUnit, *, ok: bool) -> None:
+        """One run of ``unit`` (or the submit holding it) ended; the last one commits or rolls back."""
+        if not ok:
+            unit.failed = True
+        unit.pending -= 1
+        if unit.pending:
+            return
+        if unit.failed or self.abandoning or not unit.runs:
+            unit.unit.rollback()
+            return
+        task = _start_task(self._commit(unit), None)
+        if not task.done():
+            self._own(task, unit.event, _COMMIT)
+
+    async def _commit(self, unit: _ItemUnit) -> None:
+        try:
+            await unit.unit.commit()
+        except asyncio.CancelledError:
+            if not self.abandoning and asyncio.current_task() not in self._given_up:
+                self.failures.append(UnitOfWorkError(unit.event, "cancelled"))
+            raise
+        except Exception as failure:
+            error = UnitOfWorkError(unit.event, f"{type(failure).__name__}: {failure}")
+            error.__cause__ = failure
+            self.failures.append(error)
+        finally:
+            self.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if self._settled is not None or self._started is not None:
+                self._wake()
 
     def _start_queued(self, ticket: Ticket) -> None:
         self._start(*self.queued.pop(ticket))
@@ -293,23 +362,32 @@ class EventBatch:
             # to call _wake(), yet a stream waiting in wait_started() may go on now.
             self._wake()
 
-    def _start(self, event: Event, target: _Target, depth: int, item: int | None) -> None:
+    def _start(
+        self, event: Event, target: _Target, depth: int, item: int | None, unit: _ItemUnit | None
+    ) -> None:
         context = self._context
         task = _start_task(
-            self._execute(event, target, depth, item), None if context is None else context.copy()
+            self._execute(event, target, depth, item, unit), None if context is None else context.copy()
         )
         if not task.done():
-            self.running[task] = (event, target)
-            deadlines = self._deadlines
-            if deadlines is not None:  # draining: each run gets the drain's bound from its own start
-                deadlines[task] = asyncio.get_running_loop().time() + self.dispatcher.drain_timeout
-                self._wake_drain()
+            self._own(task, event, target)
 
-    async def _execute(self, event: Event, target: _Target, depth: int, item: int | None) -> None:
+    def _own(self, task: asyncio.Task[None], event: Event, target: _Target) -> None:
+        self.running[task] = (event, target)
+        deadlines = self._deadlines
+        if deadlines is not None:  # draining: each run gets the drain's bound from its own start
+            deadlines[task] = asyncio.get_running_loop().time() + self.dispatcher.drain_timeout
+            self._wake_drain()
+
+    async def _execute(
+        self, event: Event, target: _Target, depth: int, item: int | None, unit: _ItemUnit | None
+    ) -> None:
         observer = self.observer
         outcome: Outcome = "ok"
         error: BaseException | None = None
         started = _now() if observer is not None else 0.0
+        if unit is not None:
+            _current.set(unit.unit)  # the task's own context: the run (and its handler) sees its unit
         try:
             build = target.build
             if self._scoped:
@@ -333,12 +411,14 @@ class EventBatch:
                     "%d events emitted by %s were not handled: %s", len(emitted), target.name, self.abandoning
                 )
             elif emitted:
-                self.submit(emitted, depth + 1, item)
+                self.submit(emitted, depth + 1, item, unit)
         finally:
             if observer is not None:
                 observer.event_handler_ended(event, target.name, outcome, _now() - started, error)
             self.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self.share.release()
+            if unit is not None:
+                self._run_ended(unit, ok=outcome == "ok")
             if self._settled is not None or self._started is not None:
                 self._wake()
 
@@ -473,10 +553,13 @@ class EventBatch:
     def give_up(self, reason: str) -> None:
         """Stop every run now (queued ones never start, running ones are cancelled), each logged."""
         self.abandoning = reason
-        for ticket, (event, target, _, _) in self.queued.items():
+        queued = list(self.queued.items())
+        self.queued.clear()
+        for ticket, (event, target, _, _, unit) in queued:
             ticket.cancel()
             self._report_abandoned(event, target, "was never started", reason)
-        self.queued.clear()
+            if unit is not None:
+                self._run_ended(unit, ok=False)
         for task, (event, target) in self.running.items():
             task.cancel()
             self._report_abandoned(event, target, "was cancelled", reason)

@@ -7,6 +7,7 @@ import typing
 
 if typing.TYPE_CHECKING:
     from mediator.behaviours import EventHandlerBehaviour
+    from mediator.unit_of_work import UnitOfWorkFactory
 
 __all__ = ["EventProcessing"]
 
@@ -20,6 +21,8 @@ class EventProcessing:
     ``concurrent_event_handle_enable=False`` runs a stream's events one at a time. A run past
     ``event_handler_timeout`` seconds fails; after a stream ended early each run may go on for
     ``drain_timeout`` seconds. ``event_handler_behaviours`` wrap every run (:mod:`mediator.behaviours`).
+    With ``unit_of_work``, the runs of each item's events share one unit of work, committed when
+    they all succeeded (:mod:`mediator.unit_of_work`).
     """
 
     max_concurrent_event_handlers: int = 10
@@ -29,6 +32,7 @@ class EventProcessing:
     drain_timeout: float = 10.0
     max_event_cascade_depth: int = 16
     event_handler_behaviours: typing.Sequence[EventHandlerBehaviour] = ()
+    unit_of_work: UnitOfWorkFactory | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrent_event_handlers < 1:

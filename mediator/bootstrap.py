@@ -20,6 +20,7 @@ from mediator._options import EventProcessing
 from mediator.behaviours import EventHandlerBehaviour, RequestBehaviour, StreamBehaviour
 from mediator.message_brokers.protocol import MessageBroker
 from mediator.observe import MediatorObserver
+from mediator.unit_of_work import UnitOfWorkFactory
 
 __all__ = ["bootstrap", "bootstrap_streaming"]
 
@@ -53,13 +54,15 @@ def bootstrap(
     max_event_cascade_depth: int = 16,
     behaviours: typing.Sequence[RequestBehaviour] = (),
     event_handler_behaviours: typing.Sequence[EventHandlerBehaviour] = (),
+    unit_of_work: UnitOfWorkFactory | None = None,
     observer: MediatorObserver | None = None,
 ) -> RequestMediator:
     """A :class:`RequestMediator` for regular (one response) handlers.
 
     ``queries_mapper`` binds into the same map as ``commands_mapper``: both are requests.
     ``behaviours`` wrap every ``send``, ``event_handler_behaviours`` every event-handler run, the
-    first outermost (:mod:`mediator.behaviours`).
+    first outermost (:mod:`mediator.behaviours`). With ``unit_of_work``, what the request's event
+    handlers change is committed as one unit before ``send`` returns (:mod:`mediator.unit_of_work`).
     """
     request_map, event_map = _maps(commands_mapper, domain_events_mapper)
     if queries_mapper is not None:
@@ -72,6 +75,7 @@ def bootstrap(
         drain_timeout=drain_timeout,
         max_event_cascade_depth=max_event_cascade_depth,
         event_handler_behaviours=event_handler_behaviours,
+        unit_of_work=unit_of_work,
     )
     return RequestMediator(
         request_map,
@@ -99,12 +103,15 @@ def bootstrap_streaming(
     max_event_cascade_depth: int = 16,
     behaviours: typing.Sequence[StreamBehaviour] = (),
     event_handler_behaviours: typing.Sequence[EventHandlerBehaviour] = (),
+    unit_of_work: UnitOfWorkFactory | None = None,
     observer: MediatorObserver | None = None,
 ) -> StreamingRequestMediator:
     """A :class:`StreamingRequestMediator`, with the spec's defaults (10 handlers at once, concurrent).
 
     ``behaviours`` wrap every stream, ``event_handler_behaviours`` every event-handler run, the first
-    outermost (:mod:`mediator.behaviours`).
+    outermost (:mod:`mediator.behaviours`). With ``unit_of_work``, what each item's event handlers
+    change is committed as one unit, in ``strict`` delivery before the item is yielded
+    (:mod:`mediator.unit_of_work`).
     """
     request_map, event_map = _maps(commands_mapper, domain_events_mapper)
     events = EventProcessing(
@@ -115,6 +122,7 @@ def bootstrap_streaming(
         drain_timeout=drain_timeout,
         max_event_cascade_depth=max_event_cascade_depth,
         event_handler_behaviours=event_handler_behaviours,
+        unit_of_work=unit_of_work,
     )
     return StreamingRequestMediator(
         request_map,

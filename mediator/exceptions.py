@@ -8,7 +8,8 @@ Every error the mediator raises on its own account derives from :class:`Mediator
     ├── EventHandlingError         event work failed; raised to the consumer
     │   ├── EventHandlerError      an event handler (or the broker) raised
     │   │   └── EventHandlerTimeout    ... or ran past ``event_handler_timeout``
-    │   └── EventCascadeTooDeep    events emitted by event handlers kept emitting events
+    │   ├── EventCascadeTooDeep    events emitted by event handlers kept emitting events
+    │   └── UnitOfWorkError        an item's unit of work could not be committed
     ├── BrokerError                a message broker could not take a notification
     │   └── BrokerUnavailable      ... because it cannot be reached
     └── MediatorClosed             the mediator was used after ``aclose()``
@@ -36,6 +37,7 @@ __all__ = [
     "HandlerNotFound",
     "MediatorClosed",
     "MediatorError",
+    "UnitOfWorkError",
 ]
 
 
@@ -99,6 +101,17 @@ class EventCascadeTooDeep(EventHandlingError):
             f"{type(event).__qualname__} was emitted at cascade depth {depth}; "
             "event handlers are probably emitting events in a cycle"
         )
+
+
+class UnitOfWorkError(EventHandlingError):
+    """The unit of work of an item (or a request) could not be committed: nothing of it was kept.
+
+    ``event`` is the first event of the item; the unit's own exception is ``__cause__``.
+    """
+
+    def __init__(self, event: Event, reason: str) -> None:
+        self.event = event
+        super().__init__(f"the unit of work of {type(event).__qualname__} was not committed: {reason}")
 
 
 class BrokerError(MediatorError):

@@ -16,6 +16,8 @@ The mediator knows nothing of what a unit holds. A store's unit typically stages
 make (rows, outbox messages) and writes them in one transaction at ``commit``; commits of many
 streams' units may be grouped into one transaction (group commit). Units run concurrently in
 separate tasks, so a unit must accept staging from several tasks at once (asyncio, one thread).
+A commit can be cancelled (a drain giving up when the server cannot wait any longer): the store
+then writes the unit whole or not at all, never part of it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ class UnitOfWorkFactory(typing.Protocol):
     def begin(self) -> UnitOfWork: ...
 
 
-_current: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar("mediator_unit_of_work", default=None)
+_current: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
+    "mediator_unit_of_work", default=None
+)
 
 
 def current_unit() -> UnitOfWork | None:

@@ -11,7 +11,7 @@ import logging
 import typing
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import make_asgi_app
 
@@ -27,6 +27,7 @@ from server.brokers import StartableBroker
 from server.calls import CallRegistry
 from server.connect import connect_edge
 from server.demo import DemoApp
+from server.health import HealthServicer
 from server.http import HttpServer, create_http_app
 from server.logs import quiet_grpc_decode_errors
 from server.metrics import Metrics
@@ -96,8 +97,7 @@ class RillServer:
             retrying = [each for each in self.brokers if isinstance(each, RetryingMessageBroker)]
             self.metrics.retrying = retrying[0] if retrying else None
 
-        # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
-        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.health = HealthServicer()
         token = settings.auth_token.get_secret_value() if settings.auth_token is not None else ""
         quiet_grpc_decode_errors()
         limits = settings.limits

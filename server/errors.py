@@ -25,6 +25,8 @@ exception                                              status
 ``mediator.exceptions.BrokerUnavailable`` (or as the   UNAVAILABLE
 cause of an ``EventHandlerError``): the client is told
 "notification broker unavailable", the log gets the rest
+``mediator.exceptions.UnitOfWorkError`` caused by a    UNAVAILABLE ("state store
+``ConnectionError`` (the store could not be reached)   unavailable")
 ``mediator.exceptions.EventHandlingError``             INTERNAL ("event processing failed")
 anything else                                          INTERNAL (no internals leaked)
 =====================================================  =====================
@@ -44,7 +46,7 @@ import pydantic
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from mediator.exceptions import BrokerUnavailable, EventHandlingError, HandlerNotFound
+from mediator.exceptions import BrokerUnavailable, EventHandlingError, HandlerNotFound, UnitOfWorkError
 from server.exceptions import (
     FieldViolation,
     InvalidArgument,
@@ -179,15 +181,20 @@ def violations_from(
     return tuple(violations)
 
 
-def _broker_unavailable(error: BaseException) -> BrokerUnavailable | None:
+def _broker_unavailable(error: BaseException) -> bool:
+    return _caused_by(error, BrokerUnavailable)
+
+
+def _caused_by(error: BaseException, cause: type[BaseException]) -> bool:
+    """``error`` is, or was raised from (``__cause__``, transitively), an instance of ``cause``."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, BrokerUnavailable):
-            return current
+        if isinstance(current, cause):
+            return True
         seen.add(id(current))
         current = current.__cause__
-    return None
+    return False
 
 
 def _invalid(violations: tuple[FieldViolation, ...]) -> Status:
@@ -226,14 +233,18 @@ def status_for(error: Exception, request_id: str, codes: ErrorCodes | None = Non
         for error_type, code in codes.items():
             if isinstance(error, error_type):
                 return Status(code, str(error) or error_type.__name__)
-    unavailable = _broker_unavailable(error)
-    if unavailable is not None:
+    if _broker_unavailable(error):
         # What the client can act on (retry later); the broker's URL, the message id and the
         # exception's text are for the log, which gets the error with its traceback (expected=False).
         return Status(
             grpc.StatusCode.UNAVAILABLE,
             f"notification broker unavailable (request id {request_id})",
             expected=False,
+        )
+    if isinstance(error, UnitOfWorkError) and _caused_by(error, ConnectionError):
+        # The store could not be reached: the item was not kept, and a retry later may succeed.
+        return Status(
+            grpc.StatusCode.UNAVAILABLE, f"state store unavailable (request id {request_id})", expected=False
         )
     if isinstance(error, EventHandlingError):
         return Status(

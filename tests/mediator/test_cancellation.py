@@ -217,6 +217,7 @@ async def test_an_event_handler_hanging_past_the_drain_timeout_is_cancelled_and_
         assert "Hangs" in message
         assert "Happened" in message
         assert "drain timeout" in message
+    assert mediator_.events_abandoned == 2
     assert asyncio.all_tasks() == before
     assert mediator_.event_handlers_running == 0
 
@@ -293,5 +294,6 @@ async def test_cancelling_the_consumer_again_during_the_drain_cancels_what_is_le
     assert "event 0 cancelled" in log
     messages = [record.getMessage() for record in caplog.records if record.name == "mediator"]
     assert any("was cancelled: the stream's drain was interrupted" in message for message in messages)
+    assert mediator_.events_abandoned == 2  # event 0, and event -1 the handler's finally emitted
     assert asyncio.all_tasks() == before
     assert mediator_.event_handlers_running == 0

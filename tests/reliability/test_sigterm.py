@@ -2,7 +2,9 @@
 
 Health turns NOT_SERVING first; the 25 streams whose clients keep reading finish within the grace
 period and end OK with every item; the 25 whose clients stopped reading are ended UNAVAILABLE when
-the grace period is over; the process drains and exits 0.
+the grace period is over; the process drains and exits 0. That the events of every delivered item
+are handled before the exit is proven from outside, on RabbitMQ, by
+``tests/brokers/test_event_promises.py`` (200 streams, strict and overlapped).
 """
 
 from __future__ import annotations
@@ -78,10 +80,6 @@ async def test_sigterm_with_50_streams_in_flight(tmp_path: pathlib.Path) -> None
                     received += 1
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
             assert received < 10_000
-        log = stderr.decode()
-        assert "signal received: shutting down" in log
-        assert "still finishing" not in log, "every cancelled stream drained its events"
-        assert log.count("ProcessOrders cancelled after") >= STUCK
     finally:
         await asyncio.gather(channel.close(), *(c.close() for c in stuck_channels))
         if server.process.returncode is None:

@@ -14,13 +14,18 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from mediator import bootstrap
 from mediator.exceptions import BrokerUnavailable
 from mediator.message_brokers.memory import InMemoryMessageBroker
 from mediator.message_brokers.protocol import Message
 from protos.files.v1 import files_pb2, files_pb2_grpc
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import RillServer, Settings, create_server
+from server.binding import Rpc, ServiceBinding
+from server.demo import Handlers
+from server.services import orders
 from server.settings import ServiceSettings
+from server.testing import serving
 
 
 def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
@@ -289,3 +294,49 @@ async def test_each_service_gets_its_own_event_concurrency(storage_root: pathlib
         assert 1 <= server.mediators["orders"].peak_event_handlers_running <= 2
     finally:
         await server.stop(grace=0)
+
+
+class _UnreachableStore:
+    """Units of work whose commit finds the database gone (a store raises a ConnectionError then)."""
+
+    def begin(self) -> _UnreachableStore:
+        return self
+
+    async def commit(self) -> None:
+        await asyncio.sleep(0)
+        raise ConnectionError("connection to 10.0.0.9:5432 refused")
+
+    def rollback(self) -> None:
+        pass
+
+
+async def test_a_store_that_cannot_be_reached_answers_unavailable_before_the_item(
+    server_settings: Settings,
+) -> None:
+    handlers = Handlers()
+    handlers.config.from_dict({"orders_kept": 100})
+    binding = ServiceBinding(
+        orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
+        streaming=bootstrap.bootstrap_streaming(
+            commands_mapper=orders.commands_mapper,
+            domain_events_mapper=orders.domain_events_mapper,
+            di_container=handlers,
+            unit_of_work=_UnreachableStore(),
+        ),
+        unary=bootstrap.bootstrap(commands_mapper=orders.commands_mapper, di_container=handlers),
+        rpcs=[
+            Rpc("ProcessOrders", orders.ProcessOrdersCommand, orders.OrderProcessedResult),
+            Rpc("GetOrder", orders.GetOrderQuery, orders.OrderView),
+        ],
+    )
+    async with serving([binding], server_settings) as served:
+        call = orders_pb2_grpc.OrderServiceStub(served.channel).ProcessOrders(
+            orders_pb2.ProcessOrdersRequest(order_ids=["a", "b"]), metadata=(("x-request-id", "req-8"),)
+        )
+        received = []
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for item in call:
+                received.append(item)
+    assert received == []  # strict: the item is not delivered when its unit was not kept
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.details() == "state store unavailable (request id req-8)"
