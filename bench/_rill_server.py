@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import typing
 
@@ -37,7 +38,9 @@ def stats(server: RillServer) -> dict[str, typing.Any]:
 
 
 async def serve(options: argparse.Namespace) -> None:
-    settings = Settings(address="127.0.0.1:0", http_address="", broker="devnull")  # + RILL_* variables
+    # + RILL_* variables; in-memory read models unless RILL_DATABASE_URL names a store ("": embedded)
+    database_url = os.environ.get("RILL_DATABASE_URL", "memory")
+    settings = Settings(address="127.0.0.1:0", http_address="", broker="devnull", database_url=database_url)
     if options.stall_timeout is not None:
         stall_timeout = None if options.stall_timeout == "off" else float(options.stall_timeout)
         limits = settings.limits.model_copy(update={"stall_timeout": stall_timeout})

@@ -31,6 +31,7 @@ from server.app import create_server
 from server.apps import AppError, load_services
 from server.logs import configure_logging
 from server.settings import load_settings
+from server.store.errors import StoreError
 
 logger = logging.getLogger("server")
 
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         OSError,
         BrokerError,
         AppError,
+        StoreError,  # the database cannot be reached or migrated
     ) as error:
         print(f"rill server: cannot start: {error}", file=sys.stderr)
         sys.exit(2)

@@ -20,7 +20,7 @@ from mediator.message_brokers.protocol import MessageBroker, broker_name
 from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import MediatorObserver
 from server.admission import AdmissionInterceptor
-from server.apps import Services, checked_bindings
+from server.apps import App, Resource, Services, checked_app
 from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import ServiceBinding
 from server.brokers import StartableBroker
@@ -49,8 +49,10 @@ class RillServer:
 
     Every binding gets what the demo gets: health (per service and overall), reflection, metrics and
     traces of its calls and of its mediators' event handlers (an observer is given to every mediator
-    that has none of its own), logs, auth, TLS, limits and the shutdown drain. The mediators' message
-    brokers are started before serving and closed after the drain. ``async with`` runs it.
+    that has none of its own), logs, auth, TLS, limits and the shutdown drain. The application's
+    ``resources`` (a store, a relay: :class:`server.apps.App`) are started first, in order, then the
+    mediators' message brokers, before serving; after the drain the brokers are closed, then the
+    resources, in reverse order. ``async with`` runs it.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class RillServer:
         tracing: Tracing | None = None,
         handlers: typing.Any = None,
         reuse_port: bool = False,
+        resources: typing.Sequence[Resource] = (),
     ) -> None:
         if not services:
             raise ValueError("a server needs at least one service binding")
@@ -69,6 +72,8 @@ class RillServer:
             raise ValueError(f"a service is bound twice: {', '.join(names)}")
         self.settings = settings
         self.bindings = list(services)
+        self.resources = list(resources)
+        """What the application owns (:class:`server.apps.App`): started before serving, closed last."""
         self.handlers = handlers
         """The demo's handler container (None for other applications): what its handlers recorded."""
         self.metrics = Metrics() if settings.metrics else None
@@ -191,9 +196,17 @@ class RillServer:
     async def start(self) -> None:
         if self._stopped:
             raise RuntimeError("a stopped server cannot be started again; create a new one")
-        for broker in self.brokers:
-            if isinstance(broker, StartableBroker):
-                await broker.start()  # an unreachable broker fails the start-up, before serving
+        started: list[Resource] = []
+        try:
+            for resource in self.resources:
+                await resource.start()  # a store migrates here; one that cannot fails the start-up
+                started.append(resource)
+            for broker in self.brokers:
+                if isinstance(broker, StartableBroker):
+                    await broker.start()  # an unreachable broker fails the start-up, before serving
+        except BaseException:
+            await self._close_resources(started)
+            raise
         await self._server.start()
         if self.http is not None:
             await self.http.start()
@@ -238,9 +251,19 @@ class RillServer:
         await self._drain(self.settings.drain_period)
         for broker in self.brokers:
             await broker.aclose()
+        # Last: the drained event handlers, and the brokers' last sends, may have used them.
+        await self._close_resources(self.resources)
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still buffered
         logger.info("stopped")
+
+    async def _close_resources(self, resources: typing.Sequence[Resource]) -> None:
+        """Close ``resources`` in reverse order; one that fails to close does not keep the rest open."""
+        for resource in reversed(resources):
+            try:
+                await resource.aclose()
+            except Exception:
+                logger.exception("closing %s failed", type(resource).__qualname__)
 
     async def _drain(self, seconds: float) -> None:
         """Wait ``seconds`` for the calls still finishing their events, then give up what is left:
@@ -279,7 +302,8 @@ def create_server(
 ) -> RillServer:
     """Build a server from explicit settings (``Settings()`` holds the embedded defaults).
 
-    ``services``: the bindings to serve, or a callable that takes the settings and returns them;
+    ``services``: the bindings to serve (or an :class:`~server.apps.App`: bindings and resources), or
+    a callable that takes the settings and returns them;
     without it, the demo (:mod:`server.demo`), whose notifications go to ``broker`` if given, else to
     the one ``settings.broker`` names (another application gives its mediators their own broker).
     ``tracing``: the tracer if given (tests pass one with an in-memory exporter), else
@@ -290,11 +314,15 @@ def create_server(
     if services is None:
         demo = DemoApp(settings, broker)
         return RillServer(
-            settings, demo.bindings, tracing=tracing, handlers=demo.handlers, reuse_port=reuse_port
+            settings,
+            demo.bindings,
+            tracing=tracing,
+            handlers=demo.handlers,
+            reuse_port=reuse_port,
+            resources=demo.resources,
         )
     if broker is not None:
         raise TypeError("broker= is the demo's: give your own mediators their message_broker")
-    bindings = services(settings) if callable(services) else services
-    return RillServer(
-        settings, checked_bindings(bindings, "services"), tracing=tracing, reuse_port=reuse_port
-    )
+    built: object = services(settings) if callable(services) else services
+    app: App = checked_app(built, "services")
+    return RillServer(settings, app.bindings, tracing=tracing, reuse_port=reuse_port, resources=app.resources)

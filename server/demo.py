@@ -4,6 +4,12 @@ It is one application of the platform, built the way any team's is: mediators fr
 settings (``settings.service("orders")``), bindings of the contract's RPCs to mediator requests, and
 a container for the handlers' shared state. :class:`DemoApp` keeps that container, so tests and
 benchmarks can read what the event handlers recorded.
+
+Its state is in the store ``settings.database_url`` names (by default the embedded SQLite file in
+``settings.state_dir``): the event handlers of each item record the order (or file) and stage its
+notification in the outbox in one unit of work (:mod:`server.store`), committed before the item is
+delivered in ``strict`` delivery. With ``database_url = "memory"`` there is no store: bounded
+in-memory read models, notifications straight to the broker (tests).
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from dependency_injector import containers, providers
 import mediator
 from mediator import bootstrap
 from mediator.message_brokers.protocol import MessageBroker
+from mediator.unit_of_work import UnitOfWorkFactory
 from protos.files.v1 import files_pb2
 from protos.orders.v1 import orders_pb2
+from server.apps import Resource
 from server.binding import Rpc, ServiceBinding
 from server.brokers import broker_from_url
 from server.services import files, orders
 from server.settings import Settings
+from server.store.urls import MEMORY
 
 __all__ = ["DemoApp", "Handlers"]
 
@@ -43,15 +52,38 @@ class Handlers(containers.DeclarativeContainer):
 
 
 class DemoApp:
-    """The demo's bindings for ``settings``, notifications to ``broker`` (else ``settings.broker``'s)."""
+    """The demo's bindings for ``settings``, notifications to ``broker`` (else ``settings.broker``'s).
+
+    ``resources`` is what the server starts before serving and closes after the drain: the store.
+    """
 
     def __init__(self, settings: Settings, broker: MessageBroker | None = None) -> None:
         self.broker = broker if broker is not None else broker_from_url(settings.broker)
+        """Where notifications are published (from the outbox when there is a store)."""
+        self.resources: list[Resource] = []
         self.handlers = Handlers()
         self.handlers.config.storage_root.from_value(settings.storage_root)
         self.handlers.config.orders_kept.from_value(settings.limits.orders_kept)
         self.handlers.config.files_kept.from_value(settings.limits.files_kept)
         self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
+        self.store: typing.Any = None
+        """The :class:`server.store.Store` (None with ``database_url = "memory"``)."""
+        self.outbox: typing.Any = None
+        """The :class:`server.store.OutboxBroker` the mediators send notifications to (with a store)."""
+        mediator_broker: MessageBroker = self.broker
+        unit_of_work: UnitOfWorkFactory | None = None
+        if settings.database_url != MEMORY:
+            # Only with a store: the in-memory demo (tests) does not load SQLAlchemy.
+            from server.store import OutboxBroker, Store
+            from server.store.read_models import StoredFileLedger, StoredOrderBook
+
+            store = Store.from_settings(settings.database_url, settings.state_dir, settings.store)
+            assert store is not None
+            self.store, self.outbox = store, OutboxBroker(store)
+            self.resources.append(store)
+            self.handlers.order_book.override(providers.Object(StoredOrderBook(store)))
+            self.handlers.file_ledger.override(providers.Object(StoredFileLedger(store)))
+            mediator_broker, unit_of_work = self.outbox, store.units
         orders_settings, files_settings = settings.service("orders"), settings.service("files")
 
         def options(
@@ -62,7 +94,8 @@ class DemoApp:
                 "di_container": self.handlers,
                 "commands_mapper": commands,
                 "domain_events_mapper": events,
-                "message_broker": self.broker,
+                "message_broker": mediator_broker,
+                "unit_of_work": unit_of_work,
             }
 
         order_options = options(orders.commands_mapper, orders.domain_events_mapper)

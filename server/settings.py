@@ -19,6 +19,8 @@ from server.brokers import check_broker_spec
 from server.connect.settings import CorsSettings
 from server.http.limits import HttpLimitSettings
 from server.limits import LimitSettings
+from server.store.settings import StoreSettings
+from server.store.urls import check_database_url
 from server.tls import TlsSettings
 from server.tracing import TracingSettings
 
@@ -105,6 +107,17 @@ class Settings(pydantic_settings.BaseSettings):
         "after it is logged, one line per event, and counted (rill_events_abandoned_total)",
     )
     storage_root: pathlib.Path = DEMO_STORAGE
+    database_url: str = pydantic.Field(
+        "",
+        description="the state store: a postgresql:// URL, sqlite:///path, 'memory' (no store: bounded, "
+        "lost on exit) or empty: the embedded SQLite file <state_dir>/rill.db (server.store.urls)",
+    )
+    state_dir: pathlib.Path = pydantic.Field(
+        pathlib.Path("state"),
+        description="where the embedded store keeps its file (created on start; relative: to the "
+        "working directory)",
+    )
+    store: StoreSettings = StoreSettings()
     log_level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     broker: str = pydantic.Field(
         "memory", description="where notifications go: devnull, memory or an amqp:// URL (server.brokers)"
@@ -152,6 +165,11 @@ class Settings(pydantic_settings.BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {address!r}")
         return address
+
+    @pydantic.field_validator("database_url")
+    @classmethod
+    def _known_database(cls, database_url: str) -> str:
+        return check_database_url(database_url)
 
     @pydantic.field_validator("broker")
     @classmethod

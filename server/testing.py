@@ -43,13 +43,24 @@ class Served:
 def isolated_settings(
     settings: Settings | None = None, *, http: bool = False, **changes: typing.Any
 ) -> Settings:
-    """``settings`` (else the defaults) on free loopback ports, no grace period, HTTP edge only if asked."""
+    """``settings`` (else the defaults) on free loopback ports, no grace period, HTTP edge only if asked.
+
+    State stays in memory (``database_url = "memory"``) unless a ``database_url`` or a ``state_dir``
+    is given, in ``settings`` or ``changes``: the embedded store's default directory (``./state``)
+    would be shared by every test run there, and outlive them.
+    """
     base = settings if settings is not None else Settings()
+    defaults = Settings.model_fields
+    own_store = any(name in changes for name in ("database_url", "state_dir")) or (
+        base.database_url != defaults["database_url"].default
+        or base.state_dir != defaults["state_dir"].default
+    )
     update: dict[str, typing.Any] = {
         "address": "127.0.0.1:0",
         "http_address": "127.0.0.1:0" if http else "",
         "metrics_address": "",
         "grace_period": 0.0,
+        **({} if own_store else {"database_url": "memory"}),
         **changes,
     }
     return Settings.model_validate({**base.model_dump(), **update})

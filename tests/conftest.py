@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import shutil
 import socket
@@ -16,6 +17,11 @@ from server import RillServer, Settings, create_server
 from server.settings import DEMO_STORAGE
 
 DEFAULT_PORTS = (50051, 8080)  # what `make run` listens on
+
+# The demo keeps its state in memory in tests (and in the servers they start as processes), whatever
+# the developer's shell says: the embedded store's default, ./state, would be shared by every test and
+# outlive them. Tests of the store give a database_url or state_dir of their own (tests/store/).
+os.environ["RILL_DATABASE_URL"] = "memory"
 
 
 @pytest.fixture(scope="session", autouse=True)

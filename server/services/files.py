@@ -35,6 +35,7 @@ __all__ = [
     "FileProcessedEventHandler",
     "FileProcessedNotification",
     "FileProcessedResult",
+    "FileRecords",
     "FileStorage",
     "ProcessFilesCommand",
     "ProcessFilesCommandHandler",
@@ -177,9 +178,17 @@ async def sha256_of(root: pathlib.Path, path: pathlib.Path) -> tuple[int, str] |
         stop.set()
 
 
+class FileRecords(typing.Protocol):
+    """Where processed files are recorded: the store's ``files`` table
+    (:class:`server.store.read_models.StoredFileLedger`) or, without a store, a :class:`FileLedger`."""
+
+    async def save(self, event: FileProcessedEvent) -> None: ...
+
+
 class FileLedger:
-    """How many files were processed, by status, and the last event of the ``capacity`` file ids
-    processed most recently (what the FileProcessedEvent handler records).
+    """In memory (``database_url = "memory"``, for tests): how many files were processed, by
+    status, and the last event of the ``capacity`` file ids processed most recently (what the
+    FileProcessedEvent handler records).
 
     Bounded: clients choose the ids (missing files included), so keeping one entry per id ever asked
     for would grow without end; the oldest id is forgotten first.
@@ -198,6 +207,9 @@ class FileLedger:
         self.last.move_to_end(event.file_id)
         if len(self.last) > self.capacity:
             self.last.popitem(last=False)
+
+    async def save(self, event: FileProcessedEvent) -> None:
+        self.record(event)
 
 
 class ProcessFilesCommandHandler(mediator.StreamingRequestHandler[ProcessFilesCommand, FileProcessedResult]):
@@ -226,11 +238,11 @@ class ProcessFilesCommandHandler(mediator.StreamingRequestHandler[ProcessFilesCo
 
 
 class FileProcessedEventHandler(mediator.EventHandler[FileProcessedEvent]):
-    def __init__(self, ledger: FileLedger) -> None:
+    def __init__(self, ledger: FileRecords) -> None:
         self._ledger = ledger
 
     async def handle(self, event: FileProcessedEvent) -> None:
-        self._ledger.record(event)
+        await self._ledger.save(event)
 
 
 def commands_mapper(mapper: mediator.RequestMap) -> None:

@@ -1,9 +1,9 @@
 """Orders, as in the spec: process a batch of orders as a stream; read back what was recorded.
 
 ``ProcessOrders`` yields one ``OrderProcessedResult`` per order and emits, per order, the spec's
-``OrderProcessedEvent`` (recorded in the :class:`OrderBook` by its handler: that is what ``GetOrder``
-reads) and ``OrderAnalyticsEvent`` (counted per category), plus an ``OrderProcessedNotification``
-for the message broker.
+``OrderProcessedEvent`` (recorded by its handler, in the store's ``orders`` table or, without a
+store, in an :class:`OrderBook`: that is what ``GetOrder`` reads) and ``OrderAnalyticsEvent``
+(counted per category), plus an ``OrderProcessedNotification`` for the message broker.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "OrderProcessedEventHandler",
     "OrderProcessedNotification",
     "OrderProcessedResult",
+    "OrderRecords",
     "OrderView",
     "ProcessOrdersCommand",
     "ProcessOrdersCommandHandler",
@@ -89,13 +90,26 @@ class GetOrderQuery(mediator.Request[OrderView]):
     order_id: OrderId
 
 
+class OrderRecords(typing.Protocol):
+    """Where processed orders are kept: the store's ``orders`` table
+    (:class:`server.store.read_models.StoredOrderBook`) or, without a store, an :class:`OrderBook`."""
+
+    async def save(self, order: OrderView) -> None:
+        """Record ``order`` (in the current unit of work, if the records are a store's)."""
+        ...
+
+    async def load(self, order_id: str) -> OrderView:
+        """The order recorded under ``order_id``; ``NotFound`` if there is none."""
+        ...
+
+
 class OrderBook:
     """What the service knows about processed orders: the ``capacity`` most recently recorded.
 
-    In memory (the demo's store), so bounded: a service that runs for weeks must not keep every
-    order it ever saw (~1.5 KiB each). Recording an order again makes it the most recent; beyond
-    ``capacity`` the oldest is forgotten and ``GetOrder`` answers NOT_FOUND for it. ``recorded``
-    counts every order recorded since start.
+    In memory (``database_url = "memory"``, for tests), so bounded: a service that runs for weeks
+    must not keep every order it ever saw (~1.5 KiB each). Recording an order again makes it the
+    most recent; beyond ``capacity`` the oldest is forgotten and ``GetOrder`` answers NOT_FOUND for
+    it. ``recorded`` counts every order recorded since start.
     """
 
     def __init__(self, capacity: int = 10_000) -> None:
@@ -122,6 +136,12 @@ class OrderBook:
 
     def __len__(self) -> int:
         return len(self._orders)
+
+    async def save(self, order: OrderView) -> None:
+        self.record(order)
+
+    async def load(self, order_id: str) -> OrderView:
+        return self.get(order_id)
 
 
 class OrderAnalytics:
@@ -158,11 +178,11 @@ class ProcessOrdersCommandHandler(
 
 
 class OrderProcessedEventHandler(mediator.EventHandler[OrderProcessedEvent]):
-    def __init__(self, book: OrderBook) -> None:
+    def __init__(self, book: OrderRecords) -> None:
         self._book = book
 
     async def handle(self, event: OrderProcessedEvent) -> None:
-        self._book.record(
+        await self._book.save(
             OrderView(
                 order_id=event.order_id,
                 customer_id=event.customer_id,
@@ -182,11 +202,11 @@ class OrderAnalyticsEventHandler(mediator.EventHandler[OrderAnalyticsEvent]):
 
 
 class GetOrderQueryHandler(mediator.RequestHandler[GetOrderQuery, OrderView]):
-    def __init__(self, book: OrderBook) -> None:
+    def __init__(self, book: OrderRecords) -> None:
         self._book = book
 
     async def handle(self, request: GetOrderQuery) -> OrderView:
-        return self._book.get(request.order_id)
+        return await self._book.load(request.order_id)
 
 
 def commands_mapper(mapper: mediator.RequestMap) -> None:

@@ -1,0 +1,249 @@
+"""Group commit: the units of every concurrent stream written in one transaction.
+
+One item round of 1,000 strict streams is 1,000 units; committed one by one that is 1,000
+transactions (1,000 fsyncs on SQLite, 1,000 round trips to PostgreSQL) per round. The committer
+instead collects the units committed while it waits (up to ``max_delay`` seconds after the first,
+or ``max_units``) and writes them in one transaction; while that transaction runs, the next group
+collects. Each unit's ``commit()`` returns when the transaction that holds it has committed.
+
+If a group's transaction fails, each of its units is tried again in a transaction of its own, so
+that one bad unit (a constraint it breaks) fails only its own ``commit()``, and the stream that
+staged it, with :class:`CommitFailed`.
+
+Writes go table by table: between two operations (:data:`~server.store.units.Operation`, which run
+where they were staged), the writes to each table run in the order of the group (unit after unit,
+each unit's in the order it staged them), and consecutive writes through one statement go as one
+``executemany``: a group of 1,000 units of an order row and an outbox row is two round trips, not
+2,000. The end state is the same as writing unit after unit, because writes to different tables do
+not affect each other; a foreign key from one table to another may make a group fail (a child row
+before its parent), and each unit alone is then written in its own order. Writes whose tables depend
+on each other through triggers belong in one operation.
+
+A ``commit()`` cancelled before its group began is taken out of it (nothing of the unit is
+written); once its transaction runs, the unit may be written although the caller stopped waiting.
+:meth:`GroupCommitter.aclose` writes what is waiting, then takes no more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import logging
+import typing
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.store.errors import CommitFailed, StoreClosed, StoreUnreachable
+from server.store.units import StoreUnit, Upsert, Write
+
+__all__ = ["GroupCommitter"]
+
+logger = logging.getLogger("server.store")
+
+
+class _Waiting(typing.NamedTuple):
+    unit: StoreUnit
+    done: asyncio.Future[None]
+
+
+class GroupCommitter:
+    """Writes the units given to :meth:`commit` in grouped transactions (see the module docs)."""
+
+    def __init__(self, engine: AsyncEngine, *, max_delay: float = 0.002, max_units: int = 1000) -> None:
+        if max_delay < 0 or max_units < 1:
+            raise ValueError("max_delay must be >= 0 and max_units >= 1")
+        self.engine = engine
+        self.max_delay = max_delay
+        self.max_units = max_units
+        self.on_committed: list[typing.Callable[[int], None]] = []
+        """Called with the number of units after each committed transaction (metrics)."""
+        self.transactions = 0
+        """Transactions committed."""
+        self.units_committed = 0
+        self.units_failed = 0
+        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def commit(self, unit: StoreUnit) -> None:
+        """Write ``unit`` (in the next group); :class:`CommitFailed` if its transaction failed."""
+        if self._closed:
+            raise StoreClosed("the store is closed: the unit was not written")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(unit, done))
+        self._arrived.set()
+        if len(self._waiting) >= self.max_units:
+            self._full.set()
+        if self._task is None:
+            # A context of its own: the loop must not run inside the first committer's (its unit current).
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="rill store group commit", context=contextvars.Context()
+            )
+        # Cancelling this await cancels `done`: the loop then leaves the unit out if it has not begun.
+        await done
+
+    async def aclose(self) -> None:
+        """Write the units still waiting, then stop; later commits raise :class:`StoreClosed`."""
+        self._closed = True
+        self._arrived.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._arrived.wait()
+                if not self._waiting:
+                    if self._closed:
+                        return
+                    self._arrived.clear()
+                    continue
+                if self.max_delay and not self._closed and len(self._waiting) < self.max_units:
+                    # Let the other streams' units join; a full group goes at once.
+                    try:
+                        async with asyncio.timeout(self.max_delay):
+                            await self._full.wait()
+                    except TimeoutError:
+                        pass
+                group = self._take()
+                if group:
+                    await self._write(group)
+        finally:
+            # Only a bug ends the loop with units waiting: none of them may wait forever.
+            while self._waiting:
+                waiting = self._waiting.popleft()
+                if not waiting.done.done():
+                    waiting.done.set_exception(StoreClosed("the store's committer stopped: not written"))
+
+    def _take(self) -> list[_Waiting]:
+        group: list[_Waiting] = []
+        while self._waiting and len(group) < self.max_units:
+            waiting = self._waiting.popleft()
+            if not waiting.done.done():  # done already: its commit() was cancelled
+                group.append(waiting)
+        if len(self._waiting) < self.max_units:
+            self._full.clear()
+        if not self._waiting:
+            self._arrived.clear()
+        return group
+
+    async def _write(self, group: list[_Waiting]) -> None:
+        try:
+            await self._transaction([waiting.unit for waiting in group])
+        except Exception as error:
+            if len(group) == 1:
+                self._failed(group[0], error)
+                return
+            logger.warning(
+                "a group commit of %d units failed (%s); committing them one by one", len(group), error
+            )
+            for waiting in group:
+                try:
+                    await self._transaction([waiting.unit])
+                except Exception as alone:
+                    self._failed(waiting, alone)
+                else:
+                    self._committed([waiting])
+            return
+        self._committed(group)
+
+    def _committed(self, group: list[_Waiting]) -> None:
+        self.transactions += 1
+        self.units_committed += len(group)
+        callbacks: dict[typing.Callable[[], None], None] = {}
+        for waiting in group:
+            callbacks.update(dict.fromkeys(waiting.unit.callbacks))
+            if not waiting.done.done():
+                waiting.done.set_result(None)
+        for hook in self.on_committed:
+            hook(len(group))
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("an after-commit callback failed (the units are committed)")
+
+    def _failed(self, waiting: _Waiting, error: Exception) -> None:
+        self.units_failed += 1
+        logger.error("a unit of work was not written: %s", error)
+        if not waiting.done.done():
+            kind = StoreUnreachable if _unreachable(error) else CommitFailed
+            failed = kind(f"the unit's transaction failed, nothing of it was written: {error}")
+            failed.__cause__ = error
+            waiting.done.set_exception(failed)
+
+    async def _transaction(self, units: list[StoreUnit]) -> None:
+        async with self.engine.begin() as connection:
+            await _apply(connection, units)
+
+
+async def _apply(connection: AsyncConnection, units: list[StoreUnit]) -> None:
+    """Every staged write of ``units``: table by table between operations (see the module docs)."""
+    dialect = connection.dialect
+    # Writes since the last operation, per table in the order tables first appear; each table's in
+    # the order of the group (unit after unit, each unit's as staged).
+    tables: dict[object, list[Write]] = {}
+
+    async def flush() -> None:
+        for writes in tables.values():
+            await _execute_runs(connection, writes, dialect)
+        tables.clear()
+
+    for unit in units:
+        for staged in unit.staged:
+            if not isinstance(staged, Write):
+                await flush()
+                await staged(connection)
+                continue
+            table = _table_of(staged)
+            if table is None:  # not a plain INSERT/UPDATE/DELETE: where it stands, like an operation
+                await flush()
+                await _execute_runs(connection, [staged], dialect)
+                continue
+            tables.setdefault(table, []).append(staged)
+    await flush()
+
+
+def _table_of(write: Write) -> object | None:
+    """The table a write changes, if it is a plain DML statement on one table (else None)."""
+    statement = write.statement
+    if isinstance(statement, Upsert):
+        return statement.table
+    if isinstance(statement, sa.Insert | sa.Update | sa.Delete):
+        return statement.table
+    return None
+
+
+async def _execute_runs(connection: AsyncConnection, writes: list[Write], dialect: sa.Dialect) -> None:
+    """``writes`` in order; consecutive ones through the same statement as one executemany."""
+    run_statement: sa.Executable | None = None
+    run: list[typing.Mapping[str, typing.Any]] = []
+    for write in writes:
+        statement = write.resolved(dialect)
+        if write.parameters is None or statement is not run_statement:
+            if run_statement is not None:
+                await connection.execute(run_statement, run)
+                run_statement, run = None, []
+            if write.parameters is None:
+                await connection.execute(statement)
+                continue
+            run_statement = statement
+        run.append(write.parameters)
+    if run_statement is not None:
+        await connection.execute(run_statement, run)
+
+
+def _unreachable(error: Exception) -> bool:
+    """The database could not be reached (rather than refusing what the unit wrote)."""
+    if isinstance(error, OSError):
+        return True
+    if isinstance(error, sa.exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error.orig, OSError):
+            return True
+        # SQLite: another process held the write lock for the whole busy timeout.
+        return isinstance(error, sa.exc.OperationalError) and "database is locked" in str(error.orig)
+    return False
