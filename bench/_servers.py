@@ -193,12 +193,21 @@ async def _serve(options: argparse.Namespace) -> None:
 
         grpc_options = [*LimitSettings().grpc_options(), *grpc_options]
     server = grpc.aio.server(options=grpc_options)
+    store: typing.Any = None
     if options.kind == "handwritten":
         from bench.handwritten_servicer import OrderServicer
         from protos.orders.v1 import orders_pb2_grpc
 
+        if options.store:  # the service's default store: the embedded SQLite file in --state-dir
+            import pathlib
+
+            from server.store import Store
+
+            store = Store.from_settings("", pathlib.Path(options.state_dir))
+            assert store is not None
+            await store.start()
         # As the generated code registers a servicer (registered methods included).
-        orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(*_demo_state()), server)
+        orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(*_demo_state(), store=store), server)
     else:
         if options.kind == "ours":
             handlers, _ = _ours(options)
@@ -225,6 +234,8 @@ async def _serve(options: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(0)
+    if options.kind == "handwritten" and store is not None:
+        await store.aclose()
 
 
 def main() -> None:
@@ -239,6 +250,10 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], help="grpc server option KEY=INT")
     parser.add_argument("--stall-timeout", type=float, default=0.0, help="ours only: seconds; 0: none")
     parser.add_argument("--service-options", action="store_true", help="python -m server's grpc options")
+    parser.add_argument("--store", action="store_true", help="handwritten: the service's default store")
+    parser.add_argument(
+        "--state-dir", default="state", help="handwritten --store: the SQLite file's directory"
+    )
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once serving")
     parser.add_argument("--convert", default="current", choices=("current", "fromdatetime"), help="ours only")
     parser.add_argument("--profile", help="write a cProfile of the whole serving to this file on stop")

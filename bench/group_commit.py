@@ -102,7 +102,10 @@ async def bench(options: argparse.Namespace) -> None:
             grouped_db = await stack.enter_async_context(postgresql_database(options.postgresql))
             one_db = await stack.enter_async_context(postgresql_database(options.postgresql))
             paths["postgresql"] = (Settings(**base, database_url=grouped_db), options.items)
-            paths["postgresql-1"] = (Settings(**base, database_url=one_db, store=ungrouped), options.ungrouped_items)
+            paths["postgresql-1"] = (
+                Settings(**base, database_url=one_db, store=ungrouped),
+                options.ungrouped_items,
+            )
         rates: dict[str, list[float]] = {name: [] for name in paths}
         ratios: dict[str, list[float]] = {name: [] for name in paths}
         per_item: dict[str, list[float]] = {name: [] for name in paths}

@@ -10,6 +10,12 @@ topic ``orders.processed``, the ``OrderSummary`` payload as JSON) handed to the 
 default's ``InMemoryMessageBroker``), all before the result is yielded, as strict delivery does.
 GetOrder reads the book back. It is served by ``python -m bench._servers handwritten``.
 
+With a store (``python -m bench._servers handwritten --store``: the service's default since the store
+landed, the embedded SQLite file in ``--state-dir``), it makes the service's store calls instead: per
+order one unit of work through the store's group committer holding the same two writes the demo's
+unit holds (the ``orders`` row upserted, the notification's outbox row inserted), committed before
+the result is yielded, as strict delivery commits an item's unit before the item goes out.
+
 What it leaves out is what the service adds around that work: metrics, the per-call log line, the
 stall watch, admission, health and reflection.
 """
@@ -53,10 +59,14 @@ def _problem(order_ids: typing.Sequence[str]) -> str:
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     """ProcessOrders and GetOrder over the demo's state, by hand."""
 
-    def __init__(self, book: OrderBook, analytics: OrderAnalytics, broker: MessageBroker) -> None:
+    def __init__(
+        self, book: OrderBook, analytics: OrderAnalytics, broker: MessageBroker, store: typing.Any = None
+    ) -> None:
         self.book = book
         self.analytics = analytics
         self.broker = broker
+        self.store = store
+        """A started :class:`server.store.Store`: the order and its notification go there instead."""
 
     async def ProcessOrders(
         self, request: orders_pb2.ProcessOrdersRequest, context: Context
@@ -66,28 +76,36 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         book, per_category, broker = self.book, self.analytics.per_category, self.broker
+        store = self.store
+        if store is not None:
+            from server.store.outbox_broker import outbox_row
+            from server.store.schema import orders, outbox
+            from server.store.units import Write, upsert
+
+            insert = outbox.insert()
         for order_id in order_ids:
             processed_at = datetime.datetime.now(datetime.UTC)
             customer_id = f"customer_{order_id}"
-            book.record(
-                OrderView(
-                    order_id=order_id,
-                    customer_id=customer_id,
-                    total_amount=100.0,
-                    status="processed",
-                    processed_at=processed_at,
-                )
+            view = OrderView(
+                order_id=order_id,
+                customer_id=customer_id,
+                total_amount=100.0,
+                status="processed",
+                processed_at=processed_at,
             )
             per_category["electronics"] += 1
-            await broker.send_message(
-                Message(
-                    message_id=uuid.uuid4(),
-                    message_name="OrderProcessedNotification",
-                    topic="orders.processed",
-                    occurred_at=datetime.datetime.now(datetime.UTC),
-                    payload={"order_id": order_id, "customer_id": customer_id, "total_amount": 100.0},
-                )
+            message = Message(
+                message_id=uuid.uuid4(),
+                message_name="OrderProcessedNotification",
+                topic="orders.processed",
+                occurred_at=datetime.datetime.now(datetime.UTC),
+                payload={"order_id": order_id, "customer_id": customer_id, "total_amount": 100.0},
             )
+            if store is not None:  # one unit: both rows, or neither; committed before the yield
+                await store.write(upsert(orders, view.model_dump()), Write(insert, outbox_row(message)))
+            else:
+                book.record(view)
+                await broker.send_message(message)
             result = orders_pb2.OrderProcessedResult(order_id=order_id, status="processed", items_count=3)
             result.processed_at.FromDatetime(processed_at)
             yield result

@@ -26,10 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib.util
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 from bench import _common, concurrency, first_message, grpc_throughput
@@ -46,12 +49,21 @@ LABELS = {
 }
 
 
-def specs(loop: str) -> dict[str, tuple[list[str], str]]:
-    """Each server's arguments and the line it prints once it listens."""
+def has_store() -> bool:
+    """Whether ``python -m server``'s default keeps the demo's state in a store (SQLite)."""
+    return importlib.util.find_spec("server.store.store") is not None
+
+
+def specs(loop: str, state_dir: pathlib.Path | None = None) -> dict[str, tuple[list[str], str]]:
+    """Each server's arguments and the line it prints once it listens. With ``state_dir`` the
+    hand-written servicer makes the service's store calls, in its own SQLite file under it."""
     service = ["-m", "server", "--address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--loop", loop]
+    hand = _common.bench_server("handwritten", "--loop", loop, "--service-options")
+    if state_dir is not None:
+        hand += ["--store", "--state-dir", str(state_dir / "handwritten")]
     return {
         "service": (service, "listening on "),
-        "handwritten": (_common.bench_server("handwritten", "--loop", loop, "--service-options"), "ready "),
+        "handwritten": (hand, "ready "),
         "cqrs": (_common.bench_server("cqrs-orders", "--loop", loop, "--service-options"), "ready "),
         "raw": (_common.bench_server("raw", "--loop", loop), "ready "),
     }
@@ -275,13 +287,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated servers (service, handwritten, cqrs, raw)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: one, first, many")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="servers' loop")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="the demo's state in memory (RILL_DATABASE_URL=memory; the hand-written servicer likewise)",
+    )
     parser.add_argument("--client", metavar="ADDRESS", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.client:
         _common.run(_client(options.client, options.streams, options.stream_items, options.channels))
         return 0
+    with tempfile.TemporaryDirectory(prefix="rill-bench-state-") as state:
+        return _main(options, None if options.memory or not has_store() else pathlib.Path(state))
+
+
+def _main(options: argparse.Namespace, state_dir: pathlib.Path | None) -> int:
     loop = grpc_throughput.server_loop(options.loop)
-    chosen = specs(loop)
+    chosen = specs(loop, state_dir)
     if options.only:
         chosen = {
             key: value for key, value in chosen.items() if key in {"handwritten", *options.only.split(",")}
@@ -291,6 +313,15 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"loops:    servers {loop}, clients {_common.loop_name()}")
     env = {name: value for name, value in os.environ.items() if not name.startswith("RILL_")}
+    service_env = dict(env)
+    if state_dir is not None:  # the default store, in a directory of its own for this run
+        service_env["RILL_STATE_DIR"] = str(state_dir / "service")
+        print(
+            f"state:    SQLite files in {state_dir} (the service's default store; hand-written: same calls)"
+        )
+    elif has_store():
+        service_env["RILL_DATABASE_URL"] = "memory"
+        print("state:    in memory (RILL_DATABASE_URL=memory; hand-written: the OrderBook)")
     started: dict[str, _common.ServerProcess] = {}
     paths = [
         grpc_throughput.Path(
@@ -304,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.perf_counter()
     try:
         for key, (args, ready) in chosen.items():
-            started[key] = _common.ServerProcess(key, args, ready_prefix=ready, env=env)
+            started[key] = _common.ServerProcess(
+                key, args, ready_prefix=ready, env=service_env if key == "service" else env
+            )
         with _common.Noise(lambda: [server.pid for server in started.values()]) as noise:
             if "one" not in skip:
                 for server in started.values():

@@ -18,7 +18,6 @@ of ``--items`` items: the figure other load disturbs least; ``--callgrind`` coun
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import sys
 import time
@@ -43,7 +42,9 @@ def hand_written() -> Consume:
     from server.limits import LimitSettings
     from server.services.orders import OrderAnalytics, OrderBook
 
-    servicer = OrderServicer(OrderBook(LimitSettings().orders_kept), OrderAnalytics(), InMemoryMessageBroker())
+    servicer = OrderServicer(
+        OrderBook(LimitSettings().orders_kept), OrderAnalytics(), InMemoryMessageBroker()
+    )
     context = _Context()
 
     async def consume(order_ids: list[str]) -> int:
@@ -136,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = [Timed(label, PATHS[label]()) for label in chosen]
     with _common.Noise(lambda: []) as noise:
         _common.run(measure(paths, options.items, options.rounds), options.loop)
-    print(f"runs:     {options.rounds} rounds of {options.items:,} items, interleaved; fastest round; {options.loop}")
+    print(
+        f"runs:     {options.rounds} rounds of {options.items:,} items, interleaved; fastest; {options.loop}"
+    )
     print(noise.line)
     print()
+
     def fastest(prefix: str) -> float | None:
         found = [path for path in paths if path.label.startswith(prefix)]
         return min(found[0].seconds) / options.items if found else None
