@@ -8,7 +8,7 @@ of ``--items`` items: the figure other load disturbs least; ``--callgrind`` coun
   per-order body: OrderView recorded, analytics counted, the notification envelope to the in-memory
   broker, the result message with ``FromDatetime``).
 - ``service``: the demo's streaming mediator as ``python -m server`` builds it (``server.demo.DemoApp``
-  from the default ``Settings``, the metrics observer ``RillServer`` gives it), each item converted by
+  from the default ``Settings``, its state in memory, the metrics observer ``RillServer`` gives it), each item converted by
   the binding's converter (``BoundRpc.to_message``): the mediator, the demo's handlers and the
   conversion, without the adapter's write.
 - the same with one default changed (``event_handler_timeout`` off, no observer, devnull broker), so
@@ -65,7 +65,9 @@ def served(*, timeout: bool = True, observer: bool = True, broker: str = "memory
     from server.settings import ServiceSettings, Settings
 
     orders = ServiceSettings() if timeout else ServiceSettings(event_handler_timeout=None)
-    app = DemoApp(Settings(broker=broker, orders=orders))
+    # The demo's state in memory: what is compared is the per-item work, not a database's commits.
+    state = {"database_url": "memory"} if "database_url" in Settings.model_fields else {}
+    app = DemoApp(Settings(broker=broker, orders=orders, **state))
     binding = app.bindings[0]
     mediator = binding.streaming
     assert mediator is not None
