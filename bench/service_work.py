@@ -8,9 +8,9 @@ of ``--items`` items: the figure other load disturbs least; ``--callgrind`` coun
   per-order body: OrderView recorded, analytics counted, the notification envelope to the in-memory
   broker, the result message with ``FromDatetime``).
 - ``service``: the demo's streaming mediator as ``python -m server`` builds it (``server.demo.DemoApp``
-  from the default ``Settings``, its state in memory, the metrics observer ``RillServer`` gives it), each item converted by
-  the binding's converter (``BoundRpc.to_message``): the mediator, the demo's handlers and the
-  conversion, without the adapter's write.
+  from the default ``Settings``, its state in memory, the metrics observer ``RillServer`` gives
+  it), each item converted by the binding's converter (``BoundRpc.to_message``): the mediator,
+  the demo's handlers and the conversion, without the adapter's write.
 - the same with one default changed (``event_handler_timeout`` off, no observer, devnull broker), so
   that the difference to ``service`` is what that piece costs per item.
 """
