@@ -13,6 +13,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import typing
 
@@ -134,21 +135,32 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m bench._servers ...`` (or any command printing ``ready PORT``) in its own process."""
 
-    def __init__(self, name: str, args: typing.Sequence[str], *, ready_prefix: str = "ready ") -> None:
+    def __init__(
+        self,
+        name: str,
+        args: typing.Sequence[str],
+        *,
+        ready_prefix: str = "ready ",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        # A file, not a pipe nobody reads: a server logging every call (INFO) must never block on it.
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(
             [sys.executable, *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
+            env=env,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.startswith(ready_prefix):
             self.process.kill()
-            _, err = self.process.communicate()
-            raise RuntimeError(f"server {name} did not start: {line!r}\n{err}")
+            self.process.communicate()
+            self._stderr.seek(0)
+            raise RuntimeError(f"server {name} did not start: {line!r}\n{self._stderr.read()}")
         self.address = line.removeprefix(ready_prefix).split()[0]
         if ":" not in self.address:
             self.address = f"127.0.0.1:{self.address}"
@@ -180,8 +192,7 @@ class ServerProcess:
                 self.process.wait()
         if self.process.stdout:
             self.process.stdout.close()
-        if self.process.stderr:
-            self.process.stderr.close()
+        self._stderr.close()
 
 
 @contextlib.contextmanager

@@ -10,6 +10,13 @@ of the request, and prints ``ready PORT`` once it listens.
   (pydantic items, ``--events`` no-op domain events per item).
 - ``cqrs``: python-cqrs 5.3.0's streaming mediator, same handler code over its classes, behind an
   async-generator servicer that converts each item to the protobuf message.
+- ``handwritten``: the demo's ProcessOrders written by hand (:mod:`bench.handwritten_servicer`): the
+  same per-order work as ``python -m server`` (OrderView in the OrderBook, analytics, a notification
+  to an in-memory broker), no mediator.
+- ``cqrs-orders``: the same work through python-cqrs 5.3.0 (:mod:`bench.cqrs_servicer`).
+
+``--service-options`` gives the server the grpc options ``python -m server`` sets by default
+(``LimitSettings().grpc_options()``: 100 streams per connection, keepalive, message sizes...).
 """
 
 from __future__ import annotations
@@ -167,20 +174,53 @@ def _fromdatetime_converter(message_class: typing.Any) -> typing.Callable[[typin
     return previous
 
 
+def _demo_state() -> tuple[typing.Any, typing.Any, typing.Any]:
+    """The demo's OrderBook, OrderAnalytics and default broker, bounded as ``python -m server``'s."""
+    from mediator.message_brokers.memory import InMemoryMessageBroker
+    from server.limits import LimitSettings
+    from server.services.orders import OrderAnalytics, OrderBook
+
+    return OrderBook(LimitSettings().orders_kept), OrderAnalytics(), InMemoryMessageBroker()
+
+
 async def _serve(options: argparse.Namespace) -> None:
-    grpc_options = [
+    grpc_options: list[tuple[str, typing.Any]] = [
         (key, int(value) if value.isdigit() else value)
         for key, _, value in (item.partition("=") for item in options.option)
     ]
+    if options.service_options:
+        from server.limits import LimitSettings
+
+        grpc_options = [*LimitSettings().grpc_options(), *grpc_options]
     server = grpc.aio.server(options=grpc_options)
-    if options.kind == "ours":
-        handlers, _ = _ours(options)
-    elif options.kind == "cqrs":
-        handlers = _cqrs(options)
+    store: typing.Any = None
+    if options.kind == "handwritten":
+        from bench.handwritten_servicer import OrderServicer
+        from protos.orders.v1 import orders_pb2_grpc
+
+        if options.store:  # the service's default store: the embedded SQLite file in --state-dir
+            import pathlib
+
+            from server.store import Store
+
+            store = Store.from_settings("", pathlib.Path(options.state_dir))
+            assert store is not None
+            await store.start()
+        # As the generated code registers a servicer (registered methods included).
+        orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(*_demo_state(), store=store), server)
     else:
-        handlers = _raw(options)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_registered_method_handlers(SERVICE, handlers)  # as RillServer does
+        if options.kind == "ours":
+            handlers, _ = _ours(options)
+        elif options.kind == "cqrs":
+            handlers = _cqrs(options)
+        elif options.kind == "cqrs-orders":
+            from bench.cqrs_servicer import handlers as cqrs_orders
+
+            handlers = cqrs_orders(*_demo_state())
+        else:
+            handlers = _raw(options)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        server.add_registered_method_handlers(SERVICE, handlers)  # as RillServer does
     port = server.add_insecure_port(f"127.0.0.1:{options.port}")
     await server.start()
     if options.gc_freeze:
@@ -194,11 +234,13 @@ async def _serve(options: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.stop(0)
+    if options.kind == "handwritten" and store is not None:
+        await store.aclose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench._servers")
-    parser.add_argument("kind", choices=("raw", "ours", "cqrs"))
+    parser.add_argument("kind", choices=("raw", "ours", "cqrs", "handwritten", "cqrs-orders"))
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--events", type=int, default=0, choices=(0, 2), help="domain events per item")
     parser.add_argument("--delivery", default="strict", choices=("strict", "overlapped"))
@@ -207,6 +249,11 @@ def main() -> None:
     parser.add_argument("--shape", default="full", choices=("full", "small"), help="raw only")
     parser.add_argument("--option", action="append", default=[], help="grpc server option KEY=INT")
     parser.add_argument("--stall-timeout", type=float, default=0.0, help="ours only: seconds; 0: none")
+    parser.add_argument("--service-options", action="store_true", help="python -m server's grpc options")
+    parser.add_argument("--store", action="store_true", help="handwritten: the service's default store")
+    parser.add_argument(
+        "--state-dir", default="state", help="handwritten --store: the SQLite file's directory"
+    )
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once serving")
     parser.add_argument("--convert", default="current", choices=("current", "fromdatetime"), help="ours only")
     parser.add_argument("--profile", help="write a cProfile of the whole serving to this file on stop")

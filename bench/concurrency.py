@@ -18,10 +18,21 @@ import dataclasses
 import os
 import sys
 import time
+import typing
 
 import grpc
 
 from bench import _common, grpc_throughput
+
+
+@dataclasses.dataclass
+class Streamed:
+    """What the client side of one run saw."""
+
+    seconds: float
+    first: list[float]
+    failed: int
+    codes: dict[str, int]
 
 
 @dataclasses.dataclass
@@ -34,42 +45,57 @@ class Run:
     codes: dict[str, int]
 
 
-async def one_run(server: _common.ServerProcess, streams: int, items: int, channels: int) -> Run:
+def open_channels(address: str, channels: int) -> list[grpc.aio.Channel]:
+    """``channels`` channels to ``address``, each its own connection."""
     options = [("grpc.use_local_subchannel_pool", 1)]
-    opened = [grpc.aio.insecure_channel(server.address, options=options) for _ in range(channels)]
+    return [grpc.aio.insecure_channel(address, options=options) for _ in range(channels)]
+
+
+async def warm_up(methods: list[typing.Any]) -> None:
+    """One short call on every channel: connected before the clock starts."""
+    await asyncio.gather(
+        *(grpc_throughput.read_all(method, grpc_throughput.request(2)) for method in methods)
+    )
+
+
+async def run_streams(methods: list[typing.Any], streams: int, items: int) -> Streamed:
+    """``streams`` streams of ``items`` items at once, spread over ``methods`` (one per channel)."""
+    body = grpc_throughput.request(items)
+    first: list[float] = []
+    failed = 0
+    codes: dict[str, int] = {}
+
+    async def stream(index: int) -> None:
+        nonlocal failed
+        started = time.perf_counter()
+        call = methods[index % len(methods)](body)
+        try:
+            count = 0
+            while (message := await call.read()) is not grpc.aio.EOF:
+                if count == 0:
+                    first.append(time.perf_counter() - started)
+                del message
+                count += 1
+            if count != items:
+                failed += 1
+        except grpc.aio.AioRpcError as error:
+            failed += 1
+            codes[error.code().name] = codes.get(error.code().name, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(stream(index) for index in range(streams)))
+    return Streamed(time.perf_counter() - started, first, failed, codes)
+
+
+async def one_run(server: _common.ServerProcess, streams: int, items: int, channels: int) -> Run:
+    opened = open_channels(server.address, channels)
     try:
         methods = [grpc_throughput.stream_method(channel) for channel in opened]
-        await asyncio.gather(
-            *(grpc_throughput.read_all(method, grpc_throughput.request(2)) for method in methods)
-        )
-        body = grpc_throughput.request(items)
-        first: list[float] = []
-        failed = 0
-        codes: dict[str, int] = {}
-
-        async def stream(index: int) -> None:
-            nonlocal failed
-            started = time.perf_counter()
-            call = methods[index % channels](body)
-            try:
-                count = 0
-                while (message := await call.read()) is not grpc.aio.EOF:
-                    if count == 0:
-                        first.append(time.perf_counter() - started)
-                    del message
-                    count += 1
-                if count != items:
-                    failed += 1
-            except grpc.aio.AioRpcError as error:
-                failed += 1
-                codes[error.code().name] = codes.get(error.code().name, 0) + 1
-
+        await warm_up(methods)
         rest_kb = server.status("VmRSS")
         server.reset_peak()
-        started = time.perf_counter()
-        await asyncio.gather(*(stream(index) for index in range(streams)))
-        seconds = time.perf_counter() - started
-        return Run(seconds, first, failed, server.status("VmHWM"), rest_kb, codes)
+        seen = await run_streams(methods, streams, items)
+        return Run(seen.seconds, seen.first, seen.failed, server.status("VmHWM"), rest_kb, seen.codes)
     finally:
         await asyncio.gather(*(channel.close() for channel in opened))
 

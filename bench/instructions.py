@@ -75,9 +75,10 @@ async def _measure_path(path: grpc_throughput.Path, calls: int, items: int, work
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), timeout=300)).decode()
-        if not line.startswith("ready "):
+        if not line.startswith(("ready ", "listening on ")):
             raise RuntimeError(f"{path.key}: the server did not start under valgrind: {line!r}")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{line.split()[1]}") as channel:
+        port = line.split()[-1].rpartition(":")[2]  # "ready PORT" or "listening on HOST:PORT"
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             method = grpc_throughput.stream_method(channel)
 
             async def serve(count: int, size: int) -> None:
@@ -123,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="counted calls of each kind (default 200)")
     parser.add_argument("--items", type=int, default=101, help="items per longer call (default 101)")
     parser.add_argument("--parallel", type=int, default=2, help="servers counted at once (default 2)")
-    parser.add_argument("--only", help="comma-separated path keys (raw, ours-0, ours-2, cqrs-0, cqrs-2)")
+    parser.add_argument(
+        "--only", help="comma-separated path keys (raw, ours-0, ours-2, cqrs-0, cqrs-2, hand, service)"
+    )
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="servers' loop")
     parser.add_argument(
         "--stall-timeout",
@@ -139,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--items must be at least 2 and --calls at least 1")
     loop = grpc_throughput.server_loop(options.loop)
     chosen = grpc_throughput.only(
-        grpc_throughput.paths(options.items, options.items, loop, options.stall_timeout), options.only
+        [
+            *grpc_throughput.paths(options.items, options.items, loop, options.stall_timeout),
+            *_service_paths(loop),
+        ],
+        options.only,
     )
     for line in _common.environment():
         print(line)
@@ -166,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     header = ("path", "instr/call", "x raw", "instr/item", "x raw")
     print(_common.table(header, rows))
     return 0
+
+
+def _service_paths(loop: str) -> list[grpc_throughput.Path]:
+    """``bench service``'s anchor and the real service: the demo's ProcessOrders, by hand and served."""
+    from bench import service  # its servers; imported here, as service imports this module's peers
+
+    specs = service.specs(loop)
+    return [
+        grpc_throughput.Path("hand", "hand-written servicer (demo's work)", specs["handwritten"][0], 0),
+        grpc_throughput.Path("service", "python -m server (defaults)", specs["service"][0], 0),
+    ]
 
 
 def _valgrind_version() -> str:

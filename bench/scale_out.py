@@ -17,6 +17,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import grpc
@@ -45,9 +46,14 @@ async def _client(address: str, connections: int, items: int) -> None:
 class Workers:
     """``python -m server --workers N`` on a free port; ready when every worker said so."""
 
-    def __init__(self, workers: int, loop: str) -> None:
+    def __init__(self, workers: int, loop: str, state: str = "") -> None:
         self.address = f"127.0.0.1:{_common.free_port()}"
         env = {**os.environ, "RILL_BROKER": "devnull", "RILL_LOG_LEVEL": "WARNING"}
+        # The workers of one server share its store (as a deployment's do); each server has its own.
+        if state == "memory":
+            env["RILL_DATABASE_URL"] = "memory"
+        elif state:
+            env["RILL_STATE_DIR"] = f"{state}/workers-{workers}"
         command = ["-m", "server", "--address", self.address, "--http-address", ""]
         self.process = subprocess.Popen(
             [sys.executable, *command, "--workers", str(workers), "--loop", loop],
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=2_000, help="items per stream (default 2,000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians (default 3)")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="servers' loop")
+    parser.add_argument("--memory", action="store_true", help="the demo's state in memory (no store)")
     parser.add_argument("--client", metavar="ADDRESS", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.client:
@@ -129,9 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     for line in _common.environment():
         print(line)
     loop = grpc_throughput.server_loop(options.loop)
-    servers = {1: Workers(1, loop)}
+    with tempfile.TemporaryDirectory(prefix="rill-scale-out-") as state:
+        return _measure(options, loop, "memory" if options.memory else state)
+
+
+def _measure(options: argparse.Namespace, loop: str, state: str) -> int:
+    where = "in memory" if state == "memory" else "the default store (SQLite), one file per server"
+    print(f"state:    {where}")
+    servers = {1: Workers(1, loop, state)}
     try:
-        servers[2] = Workers(2, loop)
+        servers[2] = Workers(2, loop, state)
         results: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
         with _common.Noise(lambda: [pid for server in servers.values() for pid in server.pids]) as noise:
             for round_ in range(options.rounds):
