@@ -24,10 +24,6 @@ T_co = typing.TypeVar("T_co", covariant=True)
 OnRetry: typing.TypeAlias = typing.Callable[[int, RillError, float], None]
 """Told ``(attempt about to start, the error that ended the previous one, seconds of backoff)``."""
 
-# grpc-stubs 1.53 does not declare grpc.aio.EOF, the sentinel `read()` returns at the end of a stream.
-_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
-
-
 class Attempts:
     """The attempts of one call: how much time is left, and whether (and when) to try again."""
 
@@ -150,7 +146,7 @@ class ResponseStream(typing.Generic[T_co]):
                 self._abandon()
                 raise
             else:
-                if message is _EOF:
+                if message is grpc.aio.EOF:
                     self._call = None
                     break
                 self.received += 1

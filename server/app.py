@@ -96,8 +96,7 @@ class RillServer:
             retrying = [each for each in self.brokers if isinstance(each, RetryingMessageBroker)]
             self.metrics.retrying = retrying[0] if retrying else None
 
-        # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
-        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.health = health.aio.HealthServicer()
         token = settings.auth_token.get_secret_value() if settings.auth_token is not None else ""
         quiet_grpc_decode_errors()
         limits = settings.limits
@@ -115,8 +114,8 @@ class RillServer:
             self._server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(binding.name, handlers),)
             )
-            # Registered methods skip grpc's per-call generic lookup; grpc-stubs 1.53 predates them.
-            self._server.add_registered_method_handlers(binding.name, handlers)  # type: ignore[attr-defined]
+            # Registered methods skip grpc's per-call generic lookup.
+            self._server.add_registered_method_handlers(binding.name, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         service_names = [binding.name for binding in self.bindings]
         if settings.reflection:
