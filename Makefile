@@ -77,6 +77,7 @@ BREAKING_INPUT ?= .
 breaking: node_modules/.installed
 	node_modules/.bin/buf breaking $(BREAKING_INPUT) --against '$(CURDIR)/.git#ref=$(CONTRACT_RELEASE)'
 
+# mypy strict over mediator/, server/, client/, rill_wire/, tests/ and bench/ (pyproject's [tool.mypy]).
 typecheck: install
 	$(BIN)/mypy
 

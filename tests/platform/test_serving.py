@@ -157,7 +157,7 @@ async def test_a_services_own_exceptions_map_to_the_codes_its_binding_names(reco
 def test_error_codes_that_are_not_exceptions_and_codes_are_refused_at_bind_time() -> None:
     (binding,) = app.services(Settings())
     with pytest.raises(BindingError, match="must be exception classes"):
-        ServiceBinding(binding.service, rpcs=[], error_codes={"nope": grpc.StatusCode.INTERNAL})  # type: ignore[dict-item]
+        ServiceBinding(binding.service, rpcs=[], error_codes={"nope": grpc.StatusCode.INTERNAL})  # type: ignore[dict-item]  # wrong on purpose
     with pytest.raises(BindingError, match=r"OutOfStock must map to an error code, not StatusCode\.OK"):
         ServiceBinding(binding.service, rpcs=[], error_codes={app.OutOfStock: grpc.StatusCode.OK})
 
