@@ -24,6 +24,9 @@ T_co = typing.TypeVar("T_co", covariant=True)
 OnRetry: typing.TypeAlias = typing.Callable[[int, RillError, float], None]
 """Told ``(attempt about to start, the error that ended the previous one, seconds of backoff)``."""
 
+_EOF = grpc.aio.EOF  # what read() returns at the end of a stream; looked up once, not per message
+
+
 class Attempts:
     """The attempts of one call: how much time is left, and whether (and when) to try again."""
 
@@ -146,7 +149,7 @@ class ResponseStream(typing.Generic[T_co]):
                 self._abandon()
                 raise
             else:
-                if message is grpc.aio.EOF:
+                if message is _EOF:
                     self._call = None
                     break
                 self.received += 1

@@ -46,6 +46,7 @@ logger = logging.getLogger("server.admission")
 Handler: typing.TypeAlias = "grpc.RpcMethodHandler[typing.Any, typing.Any]"
 Context: typing.TypeAlias = "grpc.aio.ServicerContext[typing.Any, typing.Any]"
 
+
 def _request_id(metadata: typing.Iterable[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == REQUEST_ID_KEY and isinstance(value, str):
