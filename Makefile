@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The distribution was called `rill` before `rill-grpc`: a venv made then has both installed.
 	$(PY) -m pip uninstall --quiet --yes rill 2>/dev/null || true
+	# grpc-stubs (archived) gave way to typeshed's types-grpcio, which installs into the same grpc-stubs/.
+	$(PY) -m pip uninstall --quiet --yes grpc-stubs 2>/dev/null || true
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
@@ -84,6 +86,7 @@ BREAKING_INPUT ?= .
 breaking: node_modules/.installed
 	node_modules/.bin/buf breaking $(BREAKING_INPUT) --against '$(CURDIR)/.git#ref=$(CONTRACT_RELEASE)'
 
+# mypy strict over mediator/, server/, client/, rill_wire/, tests/ and bench/ (pyproject's [tool.mypy]).
 typecheck: install
 	$(BIN)/mypy
 

@@ -121,7 +121,7 @@ def _ours(options: argparse.Namespace, extra_rpcs: bool = True) -> tuple[Handler
     ours = workloads.OURS
     with_events = options.events > 0
 
-    class Command(ours.command):  # type: ignore[name-defined,misc]
+    class Command(ours.command):  # type: ignore[name-defined,misc]  # a base known at run time
         """The bench's request: the workload's command, with the process's events setting."""
 
         emit_events: bool = with_events

@@ -89,7 +89,7 @@ async def measure(
             "sse": lambda: sse_throughput._sse(client, items),
         }
         for key, body in bodies.items():
-            runs[key] = lambda key=key, body=body: read_envelopes(client, key, body)  # type: ignore[misc]
+            runs[key] = lambda key=key, body=body: read_envelopes(client, key, body)  # type: ignore[misc]  # lambda defaults
         for key, run in runs.items():  # warm-up and check
             if (got := await run()) != items:
                 raise AssertionError(f"{key}: {got} items, {items} expected")

@@ -143,12 +143,13 @@ def report(chosen: list[Path]) -> tuple[str, list[str]]:
     header = ("path", "items", "msgs/s", "rounds min-max", "x raw", "server CPU µs/msg", "CPU x raw")
     targets = []
     for key, target in (("ours-0", TARGET_OURS_0), ("ours-2", TARGET_OURS_2)):
-        path = next((path for path in chosen if path.key == key), None)
-        if path is not None:
-            value = _common.ratio(path.rates, raw.rates)
+        measured = next((path for path in chosen if path.key == key), None)
+        if measured is not None:
+            value = _common.ratio(measured.rates, raw.rates)
             targets.append(
                 _common.target_line(
-                    f"{path.label}: {value:.2f}x raw msgs/s (target >= {target}x)", round(value, 2) >= target
+                    f"{measured.label}: {value:.2f}x raw msgs/s (target >= {target}x)",
+                    round(value, 2) >= target,
                 )
             )
     return _common.table(header, rows), targets

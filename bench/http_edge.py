@@ -30,10 +30,11 @@ import typing
 
 import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from bench._common import percentile
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
+from tests.typed_grpc import health_stub
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IDS = [f"o{i}" for i in range(10_000)]
@@ -161,7 +162,7 @@ async def _checks(health: typing.Any, count: int) -> tuple[int, list[float]]:
 
 async def health(checks: int) -> None:
     async with Server() as server, grpc.aio.insecure_channel(server.grpc) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub = health_stub(channel)
         idle, idle_ms = await _checks(stub, checks)
 
         async def read() -> int:
@@ -237,7 +238,7 @@ async def slow() -> None:
                 refused += first.startswith(b"HTTP/1.1 503")
         async with grpc.aio.insecure_channel(server.grpc) as channel:
             try:
-                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                await health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
                 grpc_ok = "answered"
             except grpc.aio.AioRpcError as error:
                 grpc_ok = error.code().name

@@ -44,7 +44,7 @@ async def run(options: argparse.Namespace) -> int:
             ids = [f"s{stream}-{item}" for item in range(options.items)]
             started = time.perf_counter()
             call = stub.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=ids))
-            received = []
+            received: list[str] = []
             try:
                 async for result in call:
                     if not received:

@@ -65,7 +65,7 @@ class Workload:
 
     library: str
     command: type
-    handler: type
+    handler: type[typing.Any]  # either library's handler class: its methods are not known here
     events: tuple[tuple[type, type], ...]  # (event type, its one handler type)
 
     def commands_mapper(self, mapper: typing.Any) -> None:
@@ -80,7 +80,10 @@ class Workload:
 
 
 def _workload(lib: types.ModuleType) -> Workload:
-    """The same handler code over ``lib``'s base classes (``mediator`` or ``cqrs``)."""
+    """The same handler code over ``lib``'s base classes (``mediator`` or ``cqrs``).
+
+    The bases are attributes of a module chosen at run time: mypy sees them as ``Any`` (the ignores).
+    """
 
     class ProcessOrdersCommand(lib.Request):  # type: ignore[name-defined,misc]
         order_ids: list[str]
@@ -92,12 +95,12 @@ def _workload(lib: types.ModuleType) -> Workload:
         processed_at: datetime.datetime
         items_count: int
 
-    class OrderProcessedEvent(lib.DomainEvent, frozen=True):  # type: ignore[name-defined,misc]
+    class OrderProcessedEvent(lib.DomainEvent, frozen=True):  # type: ignore[name-defined,misc,call-arg]
         order_id: str
         customer_id: str
         total_amount: float
 
-    class OrderAnalyticsEvent(lib.DomainEvent, frozen=True):  # type: ignore[name-defined,misc]
+    class OrderAnalyticsEvent(lib.DomainEvent, frozen=True):  # type: ignore[name-defined,misc,call-arg]
         order_id: str
         category: str
 
@@ -459,7 +462,7 @@ def _profile(cases: list[Case], key: str, profiler_name: str, top: int = 30) -> 
     warm_up = chosen.workload.request(1_000, emit_events=bool(chosen.events))
     if profiler_name == "pyinstrument":
         try:
-            import pyinstrument  # type: ignore[import-not-found]
+            import pyinstrument  # type: ignore[import-not-found]  # optional, not a dependency
         except ImportError:
             print("pyinstrument is not installed: .venv/bin/pip install pyinstrument", file=sys.stderr)
             return 2

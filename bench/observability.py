@@ -145,7 +145,9 @@ class _Server:
         self.process.wait(30)
 
 
-async def _stream(stub: orders_pb2_grpc.OrderServiceStub, request: orders_pb2.ProcessOrdersRequest) -> int:
+async def _stream(
+    stub: orders_pb2_grpc.OrderServiceAsyncStub, request: orders_pb2.ProcessOrdersRequest
+) -> int:
     count = 0
     async for _ in stub.ProcessOrders(request):
         count += 1

@@ -39,7 +39,8 @@ async def one_case(
             produced = []
             size = 0
             for _ in range(options.reads):
-                message = await call.read()
+                # read() is typed object (a message or EOF): the stream has many more to come.
+                message = typing.cast(orders_pb2.OrderProcessedResult, await call.read())
                 size = message.ByteSize()
                 await asyncio.sleep(options.interval)  # the slow reader: this is the measured behaviour
                 produced.append((await server.stats())["orders_recorded"])
@@ -104,10 +105,12 @@ async def server_options_case(
             await context.write(message)
             produced += 1
 
-    handler = grpc.unary_stream_rpc_method_handler(
-        serve,
-        request_deserializer=None,
-        response_serializer=orders_pb2.OrderProcessedResult.SerializeToString,
+    handler: grpc.RpcMethodHandler[bytes, orders_pb2.OrderProcessedResult] = (
+        grpc.unary_stream_rpc_method_handler(
+            serve,
+            request_deserializer=None,
+            response_serializer=orders_pb2.OrderProcessedResult.SerializeToString,
+        )
     )
     server = grpc.aio.server(options=server_options)
     server.add_generic_rpc_handlers(
@@ -118,9 +121,10 @@ async def server_options_case(
     after = []
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=client_options) as channel:
-            call = channel.unary_stream(
+            method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
                 "/orders.v1.OrderService/ProcessOrders", request_serializer=None, response_deserializer=None
-            )(b"")
+            )
+            call = method(b"")
             for _ in range(options.reads):
                 await call.read()
                 await asyncio.sleep(options.interval)

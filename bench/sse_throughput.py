@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+import typing
 
 import grpc
 import httpx
@@ -45,7 +46,10 @@ async def measure(
     results: dict[str, list[float]] = {"grpc": [], "sse": []}
     cpu: dict[str, list[float]] = {"grpc": [], "sse": []}
     async with httpx.AsyncClient(base_url=f"http://{http}", timeout=120) as client:
-        runs = {"grpc": lambda: _grpc(server.address, items), "sse": lambda: _sse(client, items)}
+        runs: dict[str, typing.Callable[[], typing.Awaitable[int]]] = {
+            "grpc": lambda: _grpc(server.address, items),
+            "sse": lambda: _sse(client, items),
+        }
         for run in runs.values():  # warm-up and check
             if (got := await run()) != items:
                 raise AssertionError(f"{got} items, {items} expected")

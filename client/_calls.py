@@ -24,8 +24,7 @@ T_co = typing.TypeVar("T_co", covariant=True)
 OnRetry: typing.TypeAlias = typing.Callable[[int, RillError, float], None]
 """Told ``(attempt about to start, the error that ended the previous one, seconds of backoff)``."""
 
-# grpc-stubs 1.53 does not declare grpc.aio.EOF, the sentinel `read()` returns at the end of a stream.
-_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+_EOF = grpc.aio.EOF  # what read() returns at the end of a stream; looked up once, not per message
 
 
 class Attempts:

@@ -171,7 +171,7 @@ def from_rpc_error(error: grpc.RpcError, *, request_id: str | None = None) -> Ri
 
     ``request_id`` is used when the server's trailers do not echo one (e.g. no server was reached).
     """
-    # grpc-stubs 1.53 types trailing metadata as opaque items; they are (key, value) pairs.
+    # types-grpcio types an RpcError's trailing metadata as opaque items; they are (key, value) pairs.
     trailers = typing.cast(typing.Iterable[tuple[str, str | bytes]], error.trailing_metadata() or ())
     for key, value in trailers:
         if key == REQUEST_ID_KEY and isinstance(value, str):

@@ -42,16 +42,9 @@ __all__ = ["AdmissionInterceptor"]
 
 logger = logging.getLogger("server.admission")
 
-# grpc-stubs 1.53 does not declare grpc.aio.EOF, the sentinel `read()` returns at the end of a stream.
-_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 
 Handler: typing.TypeAlias = "grpc.RpcMethodHandler[typing.Any, typing.Any]"
 Context: typing.TypeAlias = "grpc.aio.ServicerContext[typing.Any, typing.Any]"
-
-if typing.TYPE_CHECKING:
-    _Interceptor = grpc.aio.ServerInterceptor[typing.Any, typing.Any]
-else:  # not subscriptable at run time
-    _Interceptor = grpc.aio.ServerInterceptor
 
 
 def _request_id(metadata: typing.Iterable[tuple[str, str | bytes]] | None) -> str:
@@ -68,7 +61,7 @@ async def _end(context: Context, error: ServiceError) -> typing.NoReturn:
     raise AssertionError("abort() returned")  # pragma: no cover - grpc raises AbortError
 
 
-class AdmissionInterceptor(_Interceptor):
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls beyond ``max_in_flight``; ends calls whose request takes over ``request_timeout`` s.
 
     Either may be None (no bound). Put it first among the interceptors, so that what the others
@@ -86,13 +79,12 @@ class AdmissionInterceptor(_Interceptor):
 
     async def intercept_service(
         self,
-        continuation: typing.Callable[[grpc.HandlerCallDetails], typing.Awaitable[Handler]],
+        continuation: typing.Callable[[grpc.HandlerCallDetails], typing.Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        # grpc-stubs 1.53 types the result as never None; grpc gives None for an unknown method.
-        handler: Handler | None = await continuation(handler_call_details)
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
         if handler is None:
-            return handler  # type: ignore[return-value]  # None: grpc answers UNIMPLEMENTED
+            return handler  # None: grpc answers UNIMPLEMENTED
         if self.max_in_flight is not None:
             if self.in_flight >= self.max_in_flight:
                 return self._refusing(handler, handler_call_details.method)
@@ -156,14 +148,14 @@ class AdmissionInterceptor(_Interceptor):
                 await _end(
                     context, RequestTimeout(f"the request message did not arrive within {seconds:g} s")
                 )
-            if request is _EOF:
+            if request is grpc.aio.EOF:
                 await _end(
                     context, InvalidArgument([FieldViolation("request", "no request message was sent")])
                 )
             return request
 
         deserialize, serialize = handler.request_deserializer, handler.response_serializer
-        # grpc-stubs 1.53 types the behaviours as taking the synchronous ServicerContext.
+        # types-grpcio types the behaviours as taking the synchronous ServicerContext.
         unary = typing.cast(typing.Callable[..., typing.Any] | None, handler.unary_unary)
         if unary is not None and inspect.iscoroutinefunction(unary):
 

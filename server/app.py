@@ -125,8 +125,8 @@ class RillServer:
             self._server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(binding.name, handlers),)
             )
-            # Registered methods skip grpc's per-call generic lookup; grpc-stubs 1.53 predates them.
-            self._server.add_registered_method_handlers(binding.name, handlers)  # type: ignore[attr-defined]
+            # Registered methods skip grpc's per-call generic lookup.
+            self._server.add_registered_method_handlers(binding.name, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         service_names = [binding.name for binding in self.bindings]
         if settings.reflection:

@@ -65,13 +65,7 @@ def _refusing(handler: Handler, error: ServiceError, request_id: str) -> Handler
     return grpc.unary_unary_rpc_method_handler(refuse, deserialize, serialize)
 
 
-if typing.TYPE_CHECKING:
-    _Interceptor = grpc.aio.ServerInterceptor[typing.Any, typing.Any]
-else:  # not subscriptable at run time
-    _Interceptor = grpc.aio.ServerInterceptor
-
-
-class BearerTokenInterceptor(_Interceptor):
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """Lets a call through only with ``authorization: Bearer <token>`` (open services excepted)."""
 
     def __init__(self, token: str, *, open_services: typing.Collection[str] = OPEN_SERVICES) -> None:
@@ -82,14 +76,13 @@ class BearerTokenInterceptor(_Interceptor):
 
     async def intercept_service(
         self,
-        continuation: typing.Callable[[grpc.HandlerCallDetails], typing.Awaitable[Handler]],
+        continuation: typing.Callable[[grpc.HandlerCallDetails], typing.Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        # grpc-stubs 1.53 types the result as never None; grpc gives None for an unknown method.
-        handler: Handler | None = await continuation(handler_call_details)
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
         service = handler_call_details.method.lstrip("/").partition("/")[0]
         if handler is None or service in self._open:
-            return handler  # type: ignore[return-value]  # None: grpc answers UNIMPLEMENTED
+            return handler  # None: grpc answers UNIMPLEMENTED
         metadata = dict(handler_call_details.invocation_metadata or ())
         error = check_bearer(self._token, typing.cast(str | None, metadata.get(AUTHORIZATION)))
         if error is None:

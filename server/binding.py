@@ -30,7 +30,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from mediator import Request, RequestMediator, StreamingRequestMediator
-from server.calls import CallRegistry
+from server.calls import CallRegistry, GrpcCallScope
 from server.convert import BindingError, to_model, to_proto
 from server.errors import ErrorCodes, FieldViolation, InvalidArgument, SlowConsumer
 from server.stall import StallTimer
@@ -172,7 +172,7 @@ def _stream_behaviour(bound: BoundRpc, calls: CallRegistry, stall_timeout: float
     to_message = bound.to_message
 
     async def serve(body: bytes, context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> None:
-        with calls.open(bound.path, context) as call:
+        with GrpcCallScope(calls, bound.path, context) as call:
             request = bound.decode(body)
             # grpc.aio never closes what it does not own: closing the mediator stream here, in this
             # task, is what runs the handler's `finally` promptly on cancel, deadline or error.
@@ -222,7 +222,7 @@ def _unary_behaviour(bound: BoundRpc, calls: CallRegistry) -> Behaviour:
     async def serve(
         body: bytes, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
     ) -> proto_message.Message | None:
-        with calls.open(bound.path, context) as call:
+        with GrpcCallScope(calls, bound.path, context) as call:
             response = to_message(await mediator.send(bound.decode(body)))
             call.sent()
             return response

@@ -1,8 +1,13 @@
 """Calls in flight: request ids, the end-of-call log line, error statuses, and the drain.
 
-Every RPC runs inside ``CallRegistry.open``: it gets a request id (the caller's ``x-request-id``
-metadata, or a new one, echoed in the trailing metadata), is counted while it runs so that shutdown
-can wait for it, and turns any exception into a status through :func:`server.errors.status_for`.
+Every call, whatever its transport, runs inside a :class:`CallScope`, the one way to open a call
+and the one way to make it current: it gets a request id (the caller's ``x-request-id``, or a new
+one, echoed back), is counted while it runs so that shutdown can wait for it, is current while it
+runs (its request id and span in the logs, the traces and its event-handler runs), and has its
+outcome recorded once. A transport's subclass says only where the request id comes from and how an
+outcome leaves: :class:`GrpcCallScope` sets the status on the gRPC context (any exception becomes
+one through :func:`server.errors.status_for`), ``server.connect.calls.ConnectCallScope`` raises a
+``ConnectError``, and the HTTP edge reports outcomes itself (:class:`HttpCallScope`).
 
 This is also where each call is measured (:mod:`server.metrics`), traced (:mod:`server.tracing`)
 and logged, once, when its outcome is known and before the status leaves (a gRPC ``abort()`` sends
@@ -12,7 +17,6 @@ it at once): the log line carries method, code, items, duration, request id and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import random
@@ -30,16 +34,21 @@ from server.errors import ErrorCodes, Status, status_for
 from server.metrics import CallSeries, Metrics, RpcLabels
 from server.tracing import Tracing, trace_id_of
 
-__all__ = ["CURRENT_CALL", "REQUEST_ID_KEY", "Call", "CallRegistry", "GrpcCallScope", "request_id_from"]
+__all__ = [
+    "CURRENT_CALL",
+    "REQUEST_ID_KEY",
+    "Call",
+    "CallRegistry",
+    "CallScope",
+    "GrpcCallScope",
+    "HttpCallScope",
+    "request_id_from",
+]
 
 CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar("rill_call", default=None)
 """The call being served (in its handler and in the event-handler runs it started): for the logs."""
 
 logger = logging.getLogger("server.calls")
-
-_CurrentTokens: typing.TypeAlias = (
-    "tuple[contextvars.Token[Call | None], contextvars.Token[otel_context.Context] | None]"
-)
 
 _random_bits = random.getrandbits
 
@@ -96,30 +105,6 @@ class Call:
                 self.client_wait += now - since
             if self.items == 1:
                 series.first_message.observe(now - self.started)
-
-    @contextlib.contextmanager
-    def current(self) -> typing.Iterator[None]:
-        """Make this call (and its span) current: what runs inside, event-handler runs included,
-        logs with its request id and trace id, and traces as its children."""
-        tokens = self.enter()
-        try:
-            yield
-        finally:
-            self.leave(tokens)
-
-    def enter(self) -> _CurrentTokens:
-        """:meth:`current` without a context manager, for the per-call hot path; undo with :meth:`leave`."""
-        call_token = CURRENT_CALL.set(self)
-        if self.span is None:
-            return call_token, None
-        return call_token, otel_context.attach(trace.set_span_in_context(self.span))
-
-    @staticmethod
-    def leave(tokens: _CurrentTokens) -> None:
-        call_token, span_token = tokens
-        if span_token is not None:
-            otel_context.detach(span_token)
-        CURRENT_CALL.reset(call_token)
 
     def _log_fields(self, code: grpc.StatusCode) -> dict[str, typing.Any]:
         return {
@@ -243,16 +228,11 @@ class CallRegistry:
         kind = self.kinds.get(method, "unknown")
         return self.metrics.series(RpcLabels(kind, service, name, transport))
 
-    def begin(
-        self,
-        method: str,
-        request_id: str,
-        *,
-        transport: str = "grpc",
-        carrier: typing.Mapping[str, str] | None = None,
+    def _begin(
+        self, method: str, request_id: str, transport: str, carrier: typing.Mapping[str, str] | None
     ) -> Call:
-        """Count a call from now until :meth:`finish` (the transport reports its outcome on the
-        :class:`Call`). ``carrier`` holds the caller's headers or metadata (its ``traceparent``)."""
+        """Count a call from now until :meth:`_finish` (for :class:`CallScope`). ``carrier`` holds
+        the caller's headers or metadata (its ``traceparent``)."""
         series = self._series(method, transport) if self.metrics is not None else None
         span = (
             self.tracing.server_span(method, carrier or {}, transport, request_id)
@@ -266,7 +246,7 @@ class CallRegistry:
             series.in_flight += 1
         return call
 
-    def finish(self, call: Call) -> None:
+    def _finish(self, call: Call) -> None:
         if call.code is None and call.span is not None:
             call.span.end()  # the transport never reported an outcome (a bug): do not leak the span
         if call.series is not None:
@@ -274,29 +254,6 @@ class CallRegistry:
         self.active -= 1
         if self.active == 0 and self._idle is not None:
             self._idle.set()
-
-    @contextlib.contextmanager
-    def track(
-        self,
-        method: str,
-        request_id: str,
-        *,
-        transport: str = "grpc",
-        carrier: typing.Mapping[str, str] | None = None,
-    ) -> typing.Iterator[Call]:
-        """:meth:`begin` and :meth:`finish` around a block."""
-        call = self.begin(method, request_id, transport=transport, carrier=carrier)
-        try:
-            yield call
-        finally:
-            self.finish(call)
-
-    def open(self, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]) -> GrpcCallScope:
-        """A gRPC call: tracked, its request id echoed, any exception turned into its status.
-
-        ``with calls.open(path, context) as call: ...``
-        """
-        return GrpcCallScope(self, method, context)
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a cancel scope
         """Wait until no call is in flight (at most ``timeout`` s); whether that happened."""
@@ -313,37 +270,119 @@ class CallRegistry:
             self._idle = None
 
 
-class GrpcCallScope:
-    """What :meth:`CallRegistry.open` returns: one gRPC call from its first line to its status.
+class CallScope:
+    """One call from its first line to its outcome, whatever its transport; the base of
+    :class:`HttpCallScope`, :class:`GrpcCallScope` and ``server.connect.calls.ConnectCallScope``.
+
+    Entering it counts the call (for the drain; measured and traced when the registry is) and makes
+    it current: what runs inside, event-handler runs included, logs with its request id and trace
+    id, and traces as its children. A transport's subclass says where the request id comes from
+    and goes back (its ``__init__``), and how the outcome leaves (its ``__exit__``, which calls
+    :meth:`_leave` first and ``self._calls._finish(call)`` last, in a ``finally``): whether it
+    swallows the error is part of its type, which is why each writes its own ``__exit__``.
 
     A plain (synchronous) context manager, run once per call and kept lean: on the path to a
-    stream's first message its cost is paid by every call. A failure becomes the call's status
-    through ``set_code``/``set_details``/``set_trailing_metadata`` and the exception is swallowed,
-    so grpc sends that status when the handler returns (no ``await context.abort()`` needed).
+    stream's first message its cost is paid by every call.
     """
 
-    __slots__ = ("_calls", "_context", "_method", "_token", "call")
+    __slots__ = (
+        "_call_token",
+        "_calls",
+        "_carrier",
+        "_method",
+        "_request_id",
+        "_span_token",
+        "_transport",
+        "call",
+    )
+
+    def __init__(
+        self,
+        calls: CallRegistry,
+        method: str,
+        request_id: str,
+        *,
+        transport: str = "grpc",
+        carrier: typing.Mapping[str, str] | None = None,
+    ) -> None:
+        self._calls = calls
+        self._method = method
+        self._request_id = request_id
+        self._transport = transport
+        self._carrier = carrier
+
+    def __enter__(self) -> Call:
+        # Counted from here, so that a scope made but never entered leaves no call counted.
+        call = self.call = self._calls._begin(self._method, self._request_id, self._transport, self._carrier)
+        self._call_token = CURRENT_CALL.set(call)
+        span = call.span
+        self._span_token = None if span is None else otel_context.attach(trace.set_span_in_context(span))
+        return call
+
+    def _leave(self) -> None:
+        """The call is no longer current (its outcome is reported after this, outside it)."""
+        if self._span_token is not None:
+            otel_context.detach(self._span_token)
+        CURRENT_CALL.reset(self._call_token)
+
+
+class HttpCallScope(CallScope):
+    """An HTTP call: ``with HttpCallScope(calls, path, request_id, carrier=headers) as call``.
+
+    The edge reports the outcome itself (:meth:`Call.succeeded`, :meth:`Call.failed` or
+    :meth:`Call.cancelled`, and the response it sends), so the scope reports nothing and swallows
+    nothing.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        calls: CallRegistry,
+        method: str,
+        request_id: str,
+        *,
+        carrier: typing.Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(calls, method, request_id, transport="http", carrier=carrier)
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        try:
+            self._leave()
+        finally:
+            self._calls._finish(self.call)
+
+
+class GrpcCallScope(CallScope):
+    """A gRPC call: ``with GrpcCallScope(calls, path, context) as call``.
+
+    The request id comes from the invocation metadata and goes back in the trailing metadata. A
+    failure becomes the call's status through ``set_code``/``set_details``/``set_trailing_metadata``
+    and the exception is swallowed, so grpc sends that status when the handler returns (no
+    ``await context.abort()`` needed, and the scope stays synchronous).
+    """
+
+    __slots__ = ("_context",)
 
     def __init__(
         self, calls: CallRegistry, method: str, context: grpc.aio.ServicerContext[typing.Any, typing.Any]
     ) -> None:
-        self._calls = calls
-        self._method = method
-        self._context = context
-
-    def __enter__(self) -> Call:
-        # Counted from here, so that a scope made but never entered leaves no call counted.
-        metadata = self._context.invocation_metadata() or ()
+        metadata = context.invocation_metadata() or ()
         request_id: str | None = None
         for key, value in metadata:
             if key == REQUEST_ID_KEY and isinstance(value, str):
                 request_id = value
                 break
-        carrier = _grpc_metadata(metadata) if self._calls.tracing is not None else None
-        call = self.call = self._calls.begin(self._method, request_id_from(request_id), carrier=carrier)
-        self._context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
-        self._token = call.enter()
-        return call
+        carrier = _grpc_metadata(metadata) if calls.tracing is not None else None
+        request_id = request_id_from(request_id)
+        super().__init__(calls, method, request_id, carrier=carrier)
+        self._context = context
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
 
     def __exit__(
         self,
@@ -353,7 +392,7 @@ class GrpcCallScope:
     ) -> bool:
         call = self.call
         try:
-            Call.leave(self._token)
+            self._leave()
             if error is None:
                 call.succeeded()
             elif isinstance(error, asyncio.CancelledError):
@@ -367,4 +406,4 @@ class GrpcCallScope:
                 return True
             return False
         finally:
-            self._calls.finish(call)
+            self._calls._finish(call)

@@ -12,7 +12,7 @@ import pathlib
 import sys
 import types
 
-from grpc_tools import protoc
+from grpc_tools import protoc  # type: ignore[import-untyped] # grpcio-tools ships no types
 
 __all__ = ["compile_protos"]
 

@@ -91,8 +91,8 @@ def test_the_wheel_holds_the_generated_code_and_a_small_demo_storage(wheel: path
     assert "server/demo_storage/hello.txt" in storage
     assert sum(storage.values()) < 64 * 1024, storage
     assert metadata["Name"] == "rill-grpc"
-    assert [r for r in metadata.get_all("Requires-Dist") if "extra ==" not in r] == ["pydantic<3,>=2.7"]
-    assert {"server", "client", "cli", "rabbitmq", "all"} <= set(metadata.get_all("Provides-Extra"))
+    assert [r for r in metadata.get_all("Requires-Dist", []) if "extra ==" not in r] == ["pydantic<3,>=2.7"]
+    assert {"server", "client", "cli", "rabbitmq", "all"} <= set(metadata.get_all("Provides-Extra", []))
 
 
 def test_the_installed_wheel_imports_from_the_venv_and_the_mediator_needs_only_pydantic(

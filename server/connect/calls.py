@@ -1,11 +1,12 @@
-"""One Connect or gRPC-Web call from its first line to its outcome: the counterpart of
-:class:`server.calls.GrpcCallScope`.
+"""One Connect or gRPC-Web call from its first line to its outcome: the edge's
+:class:`server.calls.CallScope`.
 
 The call is tracked by the server's :class:`server.calls.CallRegistry` (counted for the drain,
-measured, traced, logged once), its request id is the caller's ``x-request-id`` (or a new one)
-and goes back in the response headers, and whatever ends it becomes its outcome: an exception
-becomes its status through :func:`server.errors.status_for` and is raised as a ``ConnectError``;
-a cancellation (the client went away, or its deadline) or an abandoned stream is CANCELLED.
+measured, traced, logged once) and current while it runs, its request id is the caller's
+``x-request-id`` (or a new one) and goes back in the response headers, and whatever ends it becomes
+its outcome: an exception becomes its status through :func:`server.errors.status_for` and is raised
+as a ``ConnectError``; a cancellation (the client went away, or its deadline) or an abandoned stream
+is CANCELLED.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typing
 
 from connectrpc.request import RequestContext
 
-from server.calls import REQUEST_ID_KEY, Call, CallRegistry, request_id_from
+from server.calls import REQUEST_ID_KEY, CallRegistry, CallScope, request_id_from
 from server.connect.errors import connect_error
 from server.connect.stall import CURRENT_WATCH
 from server.errors import SlowConsumer
@@ -30,29 +31,19 @@ def transport_of(context: RequestContext[typing.Any, typing.Any]) -> str:
     return "grpc-web" if content_type.startswith("application/grpc-web") else "connect"
 
 
-class ConnectCallScope:
+class ConnectCallScope(CallScope):
     """``with ConnectCallScope(calls, path, context) as call: ...`` around one call's work."""
 
-    __slots__ = ("_calls", "_context", "_method", "_tokens", "call")
+    __slots__ = ()
 
     def __init__(
         self, calls: CallRegistry, method: str, context: RequestContext[typing.Any, typing.Any]
     ) -> None:
-        self._calls = calls
-        self._method = method
-        self._context = context
-
-    def __enter__(self) -> Call:
-        headers = self._context.request_headers
+        headers = context.request_headers
         request_id = request_id_from(headers.get(REQUEST_ID_KEY))
-        carrier = dict(headers) if self._calls.tracing is not None else None
-        call = self.call = self._calls.begin(
-            self._method, request_id, transport=transport_of(self._context), carrier=carrier
-        )
-        self._context.response_headers[REQUEST_ID_KEY] = request_id
-        # The handler's event-handler runs take this context: the call's request id and span.
-        self._tokens = call.enter()
-        return call
+        carrier = dict(headers) if calls.tracing is not None else None
+        super().__init__(calls, method, request_id, transport=transport_of(context), carrier=carrier)
+        context.response_headers[REQUEST_ID_KEY] = request_id
 
     def __exit__(
         self,
@@ -62,7 +53,7 @@ class ConnectCallScope:
     ) -> None:
         call = self.call
         try:
-            Call.leave(self._tokens)
+            self._leave()
             if error is None:
                 call.succeeded()
             elif isinstance(error, asyncio.CancelledError | GeneratorExit):
@@ -76,4 +67,4 @@ class ConnectCallScope:
             elif isinstance(error, Exception):
                 raise connect_error(call.failed(error)) from None
         finally:
-            self._calls.finish(call)
+            self._calls._finish(call)

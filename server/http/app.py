@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 
 from mediator import Request, RequestMediator, StreamingRequestMediator
 from server.binding import ServiceBinding
-from server.calls import REQUEST_ID_KEY, CallRegistry, request_id_from
+from server.calls import REQUEST_ID_KEY, CallRegistry, HttpCallScope, request_id_from
 from server.errors import FieldViolation, InvalidArgument, violations_from
 from server.http.body import BodyLimitMiddleware
 from server.http.page_routes import render_page
@@ -81,7 +81,7 @@ def _stream_endpoint(
         # The response owns the call from here to its last byte (server.http.sse).
         request_id = request_id_from(http_request.headers.get(REQUEST_ID_KEY))
         track = functools.partial(
-            calls.track, route.rpc.path, request_id, transport="http", carrier=http_request.headers
+            HttpCallScope, calls, route.rpc.path, request_id, carrier=http_request.headers
         )
         return SseStream(
             lambda: mediator.stream(_request_from(route, values)),
@@ -101,10 +101,9 @@ def _unary_endpoint(route: HttpRoute, calls: CallRegistry) -> typing.Callable[..
 
     async def endpoint(http_request: fastapi.Request, **values: typing.Any) -> fastapi.Response:
         request_id = request_id_from(http_request.headers.get(REQUEST_ID_KEY))
-        with calls.track(route.rpc.path, request_id, transport="http", carrier=http_request.headers) as call:
+        with HttpCallScope(calls, route.rpc.path, request_id, carrier=http_request.headers) as call:
             try:
-                with call.current():
-                    response = await mediator.send(_request_from(route, values))
+                response = await mediator.send(_request_from(route, values))
             except Exception as error:
                 return error_response(call.failed(error), request_id)
             except BaseException:
@@ -164,7 +163,7 @@ def create_http_app(
         request_id = request_id_from(request.headers.get(REQUEST_ID_KEY))
         # Counted and traced under its RPC's name, as the same refusal over gRPC is.
         method = getattr(getattr(request.scope.get("route"), "endpoint", None), "rpc_path", request.url.path)
-        with calls.track(method, request_id, transport="http", carrier=request.headers) as call:
+        with HttpCallScope(calls, method, request_id, carrier=request.headers) as call:
             return error_response(call.failed(refused), request_id)
 
     @app.exception_handler(RequestValidationError)

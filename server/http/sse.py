@@ -181,7 +181,7 @@ class SseStream(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        with self._track() as call, call.current():  # event-handler runs take this context too
+        with self._track() as call:  # current: event-handler runs take its context too
             guard = _Guard(receive, self._stall_timeout)
             stream: typing.AsyncGenerator[MediatorResponse, None] | None = None
             started = False

@@ -59,7 +59,7 @@ async def test_overlapped_notifications_cut_off_by_a_broker_outage_are_sent_once
     delivered: list[str] = []
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            call = files_pb2_grpc.FileServiceStub(channel).ProcessFiles(  # type: ignore[no-untyped-call]
+            call = files_pb2_grpc.FileServiceStub(channel).ProcessFiles(
                 files_pb2.ProcessFilesRequest(file_ids=many_files), timeout=30
             )
             with pytest.raises(grpc.aio.AioRpcError) as ended:

@@ -57,11 +57,11 @@ async def test_strict_every_received_item_is_found_while_the_bound_is_saturated(
         # A connection of its own: channels to one address share a connection, whose stream limit
         # (limits.max_concurrent_streams) the 100 streams fill while each waits for its lookup.
         lookups = grpc.aio.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
-        get_order = orders_pb2_grpc.OrderServiceStub(lookups).GetOrder  # type: ignore[no-untyped-call]
+        get_order = orders_pb2_grpc.OrderServiceStub(lookups).GetOrder
 
         async def stream(index: int) -> None:
             nonlocal received
-            stub = orders_pb2_grpc.OrderServiceStub(stream_channels[index % 4])  # type: ignore[no-untyped-call]
+            stub = orders_pb2_grpc.OrderServiceStub(stream_channels[index % 4])
             ids = [f"o{index}-{n}" for n in range(items)]
             async for result in stub.ProcessOrders(
                 orders_pb2.ProcessOrdersRequest(order_ids=ids), timeout=60
@@ -137,7 +137,7 @@ async def test_sigterm_with_200_streams_in_flight_notifies_every_received_item(
 
         async def stream(index: int) -> None:
             nonlocal started
-            stub = orders_pb2_grpc.OrderServiceStub(channels[index % 8])  # type: ignore[no-untyped-call]
+            stub = orders_pb2_grpc.OrderServiceStub(channels[index % 8])
             ids = [f"s{index}-{n}" for n in range(items)]
             call = stub.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=ids), timeout=60)
             first = True

@@ -265,7 +265,7 @@ async def test_aclose_ends_a_send_that_is_retrying(
 )
 def test_bad_options_are_refused(option: str, value: float) -> None:
     with pytest.raises(ValueError, match=option):
-        RabbitMQMessageBroker("amqp://127.0.0.1/", **{option: value})  # type: ignore[arg-type]
+        RabbitMQMessageBroker("amqp://127.0.0.1/", **{option: value})  # type: ignore[arg-type]  # each option by name
 
 
 def test_bad_exchange_name_is_refused() -> None:

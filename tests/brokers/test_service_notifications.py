@@ -48,12 +48,12 @@ def file_ids(storage_root: pathlib.Path) -> list[str]:
 @contextlib.asynccontextmanager
 async def serving(
     settings: Settings, broker: RabbitMQMessageBroker
-) -> typing.AsyncIterator[tuple[RillServer, files_pb2_grpc.FileServiceStub]]:
+) -> typing.AsyncIterator[tuple[RillServer, files_pb2_grpc.FileServiceAsyncStub]]:
     server = create_server(settings, broker=broker)
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            yield server, files_pb2_grpc.FileServiceStub(channel)  # type: ignore[no-untyped-call] # generated
+            yield server, files_pb2_grpc.FileServiceStub(channel)
     finally:
         await server.stop(grace=0)  # closes the broker
 
@@ -301,7 +301,7 @@ async def test_python_m_server_publishes_to_the_broker_rill_broker_names(
         assert line.startswith("listening on "), line
         address = line.removeprefix("listening on ").strip()
         async with grpc.aio.insecure_channel(address) as channel:
-            files = files_pb2_grpc.FileServiceStub(channel)  # type: ignore[no-untyped-call] # generated
+            files = files_pb2_grpc.FileServiceStub(channel)
             requested = ["hello.txt", "large.bin", "reports/2026-q3.csv"]
             results = [r.file_id async for r in files.ProcessFiles(request_for(requested), timeout=20)]
         assert results == requested

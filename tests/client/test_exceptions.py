@@ -27,7 +27,9 @@ def details(code: grpc.StatusCode, message: str, *violations: tuple[str, str]) -
     )
     packed = any_pb2.Any()
     packed.Pack(bad_request)
-    return status_pb2.Status(code=code.value[0], message=message, details=[packed]).SerializeToString()
+    status = status_pb2.Status(code=code.value[0], message=message, details=[packed])
+    serialized: bytes = status.SerializeToString()  # google.rpc ships no stubs: Any to mypy
+    return serialized
 
 
 @pytest.mark.parametrize(

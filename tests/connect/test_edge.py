@@ -78,9 +78,11 @@ async def test_a_call_without_the_token_is_refused_in_each_protocols_shape(guard
             headers={"content-type": "application/connect+proto", "authorization": f"Bearer {TOKEN}"},
         )
         assert allowed.status_code == 200
-        messages, end = proto_messages(allowed.content, orders_pb2.OrderProcessedResult, end_flag=END_STREAM)
+        messages, end_data = proto_messages(
+            allowed.content, orders_pb2.OrderProcessedResult, end_flag=END_STREAM
+        )
         assert [m.order_id for m in messages] == ["a"]
-        assert json.loads(end) == {}
+        assert json.loads(end_data) == {}
 
 
 async def test_a_preflight_from_an_allowed_origin_is_answered_without_the_token(guarded: RillServer) -> None:

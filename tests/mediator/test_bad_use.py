@@ -54,6 +54,7 @@ async def test_an_unmapped_request_raises_handler_not_found() -> None:
         assert isinstance(caught.value, LookupError)
 
 
+# The handlers of the tests below are wrong on purpose: hence their type: ignore.
 def test_a_streaming_handler_whose_handle_is_a_coroutine_is_refused_when_bound() -> None:
     class Returns(mediator.StreamingRequestHandler[Produce, Item]):
         async def handle(self, request: Produce) -> typing.AsyncIterator[Item]:  # type: ignore[override]

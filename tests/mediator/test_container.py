@@ -185,7 +185,7 @@ async def test_dependency_injector_prefers_the_provider_of_the_exact_handler_typ
         pass
 
     class Overriding(containers.DeclarativeContainer):
-        override = providers.Factory(Override)
+        stand_in = providers.Factory(Override)  # not `override`: that is a DeclarativeContainer method
 
     for _ in range(20):  # traverse() walks a set: try many orders
         assert type(await Resolver(Services()).resolve(Base)) is Base

@@ -1,6 +1,7 @@
 """``RequestMediator`` (the spec's regular handlers) built by ``bootstrap.bootstrap``."""
 
 import asyncio
+import typing
 
 import pytest
 
@@ -27,7 +28,7 @@ class Lookup(mediator.Request):
 def build(
     handler: type[mediator.RequestHandler[Place, Placed]],
     *event_handlers: type[mediator.EventHandler[Happened]],
-    **options: object,
+    **options: typing.Any,  # bootstrap's own keywords, passed on
 ) -> mediator.RequestMediator:
     def commands(mapper: mediator.RequestMap) -> None:
         mapper.bind(Place, handler)

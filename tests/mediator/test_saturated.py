@@ -28,7 +28,9 @@ def per_item_events(
     class Handler(mediator.StreamingRequestHandler[Produce, Item]):
         async def handle(self, request: Produce) -> typing.AsyncIterator[Item]:
             if request.tag == "slow":
-                self._events = [Slow(tag=f"{request.tag}{i}") for i in range(slow_events)]
+                self._events: list[mediator.DomainEvent] = [
+                    Slow(tag=f"{request.tag}{i}") for i in range(slow_events)
+                ]
                 yield Item(n=-1, tag=request.tag)
             for n in range(request.count):
                 record.append(f"produce {request.tag}-{n}")

@@ -8,6 +8,7 @@ import logging
 import typing
 
 import grpc
+import httpx
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server.logs import CallContextFilter, JsonFormatter, configure_logging
 from server.tracing import Tracing
+from tests.connect.wire import envelope
 from tests.observability.observed import ObservedServer
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -71,6 +73,38 @@ async def test_rpc_ends_and_event_handler_failures_are_json_lines_with_the_trace
     assert failure["outcome"] == "error"
     assert failure["trace_id"] == TRACE_ID
     assert failure["request_id"] == "req-7"
+
+
+@pytest.mark.parametrize("transport", ["connect", "grpc-web", "sse"])
+async def test_over_the_http_edge_an_event_handler_failure_logs_the_calls_request_id_and_trace_id(
+    log_lines: io.StringIO, transport: str
+) -> None:
+    # The call is current in its event-handler runs whatever its transport (server.calls.CallScope).
+    tracing = Tracing.with_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    headers = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01", "x-request-id": "req-8"}
+    async with (
+        ObservedServer(tracing=tracing) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+    ):
+        if transport == "sse":
+            await client.post("/v1/orders:process", json={"order_ids": ["fail1"]}, headers=headers)
+        else:
+            body = orders_pb2.ProcessOrdersRequest(order_ids=["fail1"]).SerializeToString()
+            content_type = (
+                "application/connect+proto" if transport == "connect" else "application/grpc-web+proto"
+            )
+            await client.post(
+                "/orders.v1.OrderService/ProcessOrders",
+                content=envelope(body),
+                headers={**headers, "content-type": content_type},
+            )
+
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    [end] = [line for line in lines if line["logger"] == "server.calls"]
+    assert (end["code"], end["request_id"], end["trace_id"]) == ("INTERNAL", "req-8", TRACE_ID)
+    [failure] = [line for line in lines if line["logger"] == "server.events"]
+    assert (failure["handler"], failure["outcome"]) == ("AuditHandler", "error")
+    assert (failure["request_id"], failure["trace_id"]) == ("req-8", TRACE_ID)
 
 
 def test_auto_format_is_json_off_a_terminal_and_text_on_one() -> None:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import Settings, create_server
 from tests.observability.observed import ObservedServer, gate
+from tests.typed_grpc import read
 
 Samples: typing.TypeAlias = list[tuple[str, dict[str, str], float]]
 
@@ -52,13 +53,13 @@ async def test_counters_and_labels_after_ok_invalid_failing_cancelled_and_http_s
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
         failing = stub.ProcessOrders(request("a", "fail1", "c"))
-        assert (await failing.read()).order_id == "a"
+        assert (await read(failing)).order_id == "a"
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await failing.read()
         assert failed.value.code() == grpc.StatusCode.INTERNAL
 
         cancelled = stub.ProcessOrders(request("x", "g-never"))
-        assert (await cancelled.read()).order_id == "x"
+        assert (await read(cancelled)).order_id == "x"
         cancelled.cancel()
         for _ in range(200):
             if server.calls.active == 0:
@@ -116,11 +117,11 @@ async def test_counters_and_labels_after_ok_invalid_failing_cancelled_and_http_s
 async def test_a_stream_in_flight_is_a_gauge_of_one() -> None:
     async with ObservedServer() as server, grpc.aio.insecure_channel(server.address) as channel:
         call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(request("a", "g1"))
-        assert (await call.read()).order_id == "a"
+        assert (await read(call)).order_id == "a"
         samples = await scrape(server.url)
         assert value(samples, "rill_server_in_flight", **ORDERS, transport="grpc") == 1
         gate("g1").set()
-        assert (await call.read()).order_id == "g1"
+        assert (await read(call)).order_id == "g1"
         assert await call.code() == grpc.StatusCode.OK
 
 

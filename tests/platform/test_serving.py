@@ -9,7 +9,7 @@ import sys
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import ServiceBinding, ServiceSettings, Settings
@@ -18,6 +18,7 @@ from server.convert import BindingError
 from server.testing import serving
 from tests.platform import app
 from tests.server.test_process import spawn_server
+from tests.typed_grpc import health_stub, read
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -34,9 +35,9 @@ def request(*order_ids: str) -> orders_pb2.ProcessOrdersRequest:
 async def test_a_teams_bindings_get_health_reflection_and_metrics(record: app.Recorder) -> None:
     record.release_events.set()
     async with serving(app.services, http=True) as served:
-        stub = orders_pb2_grpc.OrderServiceStub(served.channel)  # type: ignore[no-untyped-call]
+        stub = orders_pb2_grpc.OrderServiceStub(served.channel)
         shipped = [r.status async for r in stub.ProcessOrders(request("a", "b"), timeout=10)]
-        health = health_pb2_grpc.HealthStub(served.channel)  # type: ignore[no-untyped-call]
+        health = health_stub(served.channel)
         for name in ("", "orders.v1.OrderService"):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
@@ -79,9 +80,9 @@ async def test_server_cancel_in_overlapped_delivery_runs_finally_in_the_rpc_task
     # before the server counts the call ended.
     settings = Settings(services={"shipping": ServiceSettings(event_delivery="overlapped")})
     async with serving(app.services, settings) as served:
-        stub = orders_pb2_grpc.OrderServiceStub(served.channel)  # type: ignore[no-untyped-call]
+        stub = orders_pb2_grpc.OrderServiceStub(served.channel)
         call = stub.ProcessOrders(request(*(f"o{n}" for n in range(5))), timeout=30)
-        delivered = [(await call.read()).order_id for _ in range(2)]
+        delivered = [(await read(call)).order_id for _ in range(2)]
         call.cancel()
         await record.finally_ran.wait()
         assert record.handled == []  # events still suspended: the drain must wait for them
@@ -115,9 +116,9 @@ async def test_python_m_server_app_serves_the_named_bindings_with_their_settings
         assert line.startswith("listening on "), line
         address = line.removeprefix("listening on ").strip()
         async with grpc.aio.insecure_channel(address) as channel:
-            stub = orders_pb2_grpc.OrderServiceStub(channel)  # type: ignore[no-untyped-call]
+            stub = orders_pb2_grpc.OrderServiceStub(channel)
             call = stub.ProcessOrders(request("x"), timeout=10)
-            first = await call.read()
+            first = await read(call)
             assert await call.code() == grpc.StatusCode.OK
     finally:
         process.terminate()
@@ -143,7 +144,7 @@ async def test_python_m_server_with_a_wrong_app_exits_2_saying_why(app_spec: str
 async def test_a_services_own_exceptions_map_to_the_codes_its_binding_names(record: app.Recorder) -> None:
     record.release_events.set()
     async with serving(app.services) as served:
-        stub = orders_pb2_grpc.OrderServiceStub(served.channel)  # type: ignore[no-untyped-call]
+        stub = orders_pb2_grpc.OrderServiceStub(served.channel)
         received = []
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             async for result in stub.ProcessOrders(request("a", "out-of-stock", "b"), timeout=10):
@@ -156,7 +157,7 @@ async def test_a_services_own_exceptions_map_to_the_codes_its_binding_names(reco
 def test_error_codes_that_are_not_exceptions_and_codes_are_refused_at_bind_time() -> None:
     (binding,) = app.services(Settings())
     with pytest.raises(BindingError, match="must be exception classes"):
-        ServiceBinding(binding.service, rpcs=[], error_codes={"nope": grpc.StatusCode.INTERNAL})  # type: ignore[dict-item]
+        ServiceBinding(binding.service, rpcs=[], error_codes={"nope": grpc.StatusCode.INTERNAL})  # type: ignore[dict-item]  # wrong on purpose
     with pytest.raises(BindingError, match=r"OutOfStock must map to an error code, not StatusCode\.OK"):
         ServiceBinding(binding.service, rpcs=[], error_codes={app.OutOfStock: grpc.StatusCode.OK})
 

@@ -11,7 +11,7 @@ import typing
 import grpc
 import h2.events
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from mediator.message_brokers.memory import DEFAULT_CAPACITY, InMemoryMessageBroker
 from protos.files.v1 import files_pb2, files_pb2_grpc
@@ -20,6 +20,7 @@ from server import RillServer, Settings, create_server
 from server.brokers import broker_from_url
 from server.logs import GRPC_CYGRPC_LOGGER, GrpcDecodeErrorFilter, RateLimit
 from tests.reliability.raw_h2 import RawH2
+from tests.typed_grpc import health_stub
 
 PROCESS_ORDERS = "/orders.v1.OrderService/ProcessOrders"
 GET_ORDER = "/orders.v1.OrderService/GetOrder"
@@ -137,7 +138,7 @@ async def test_calls_beyond_max_concurrent_rpcs_are_refused_at_once_with_a_log_l
         )
         assert not set(held) & set(raw.ended()), "the five are still in flight"
         async with grpc.aio.insecure_channel(started.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await health.Check(health_pb2.HealthCheckRequest())
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -14,7 +14,7 @@ import typing
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from mediator.message_brokers.memory import InMemoryMessageBroker
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -24,6 +24,7 @@ from server.services.orders import MAX_ORDERS_PER_REQUEST
 from tests.gated_broker import GatedBroker
 from tests.reliability.counting import CountingServer
 from tests.server.gated import stray_tasks
+from tests.typed_grpc import health_stub, read
 
 # A client that never grows its flow-control window past 64 KiB (grpc's default BDP probing grows it
 # to megabytes): see bench/slow_client.py for both.
@@ -36,7 +37,7 @@ def request(*order_ids: str) -> orders_pb2.ProcessOrdersRequest:
 
 async def _serving(address: str) -> bool:
     async with grpc.aio.insecure_channel(address) as channel:
-        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        response = await health_stub(channel).Check(health_pb2.HealthCheckRequest())
     return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -50,7 +51,7 @@ async def test_cancel_at_a_random_point_100_times_closes_every_handler_and_handl
         async def cancel_after(stream: int, reads: int) -> None:
             call = stub.ProcessOrders(request(*(f"s{stream}-{i}" for i in range(20))))
             for _ in range(reads):
-                received.append((await call.read()).order_id)
+                received.append((await read(call)).order_id)
             call.cancel()
 
         plan = [rng.randrange(20) for _ in range(100)]  # each cancels after 0..19 of its 20 items
@@ -88,7 +89,7 @@ async def test_the_settings_stall_timeout_ends_a_stalled_stream_of_the_real_serv
             call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
                 orders_pb2.ProcessOrdersRequest(order_ids=ids)
             )
-            assert (await call.read()).order_id == ids[0]
+            assert (await read(call)).order_id == ids[0]
             # The client reads no more. The server ends the stream and closes its handler; the status
             # itself waits behind the items already in the client's window.
             assert await server.calls.wait_idle(STALL_BOUND), "the stalled stream still holds its handler"
@@ -142,7 +143,7 @@ async def test_a_slow_handler_is_not_a_stalled_client_and_the_watch_still_ends_a
                 # The scenario itself, not a synchronisation: the service takes longer than the timeout.
                 await asyncio.sleep(3 * STALL_TIMEOUT)
                 gates[held].set()
-                assert (await call.read()).order_id == held, "the slow service's stream was not ended"
+                assert (await read(call)).order_id == held, "the slow service's stream was not ended"
             assert await server.calls.wait_idle(STALL_BOUND), "the stalled client's stream was not ended"
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 while await call.read() is not grpc.aio.EOF:
@@ -160,7 +161,7 @@ async def test_a_client_cancel_is_counted_cancelled_not_as_a_stall(server_settin
         call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
             orders_pb2.ProcessOrdersRequest(order_ids=ids)
         )
-        assert (await call.read()).order_id == ids[0]
+        assert (await read(call)).order_id == ids[0]
         call.cancel()
         assert await server.calls.wait_idle(30)
         assert server.metrics is not None

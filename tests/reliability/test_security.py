@@ -15,8 +15,8 @@ import grpc
 import httpx
 import pytest
 import trustme
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 import client
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -24,6 +24,7 @@ from server import RillServer, Settings, create_server, load_settings
 from server.limits import LimitSettings
 from server.tls import TlsSettings
 from tests.server.test_process import spawn_server
+from tests.typed_grpc import health_stub, read, reflection_stub
 
 TOKEN = "s3cret-token"
 
@@ -190,7 +191,7 @@ async def test_bearer_token_is_required(token_server: RillServer) -> None:
             await orders_pb2_grpc.OrderServiceStub(channel).GetOrder(orders_pb2.GetOrderRequest(order_id="a"))
         assert unary.value.code() == grpc.StatusCode.UNAUTHENTICATED
         # Probes and tools need no token.
-        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        health = await health_stub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         assert "orders.v1.OrderService" in await listed_services(channel)
 
@@ -214,9 +215,9 @@ async def test_the_http_edge_requires_the_same_token(token_server: RillServer) -
 
 
 async def listed_services(channel: grpc.aio.Channel) -> list[str]:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    stub = reflection_stub(channel)
     call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-    response = await call.read()
+    response = await read(call)
     call.cancel()
     return [service.name for service in response.list_services_response.service]
 
@@ -228,7 +229,7 @@ async def test_reflection_can_be_turned_off(server_settings: Settings) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await listed_services(channel)
             assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            health = await health_stub(channel).Check(health_pb2.HealthCheckRequest())
             assert health.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.stop(grace=0)

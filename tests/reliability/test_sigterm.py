@@ -15,10 +15,11 @@ import signal
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from tests.server.test_process import start_server
+from tests.typed_grpc import health_stub, read, read_or_none
 
 FINISHING = 25
 STUCK = 25
@@ -33,8 +34,8 @@ async def test_sigterm_with_50_streams_in_flight(tmp_path: pathlib.Path) -> None
     channel = grpc.aio.insecure_channel(server.address)
     stuck_channels = [grpc.aio.insecure_channel(server.address, options=SMALL_WINDOW) for _ in range(STUCK)]
     try:
-        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
-        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        watch = health_stub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await read(watch)).status == health_pb2.HealthCheckResponse.SERVING
         go = asyncio.Event()
         in_flight: list[int] = []
         all_in_flight = asyncio.Event()
@@ -44,12 +45,12 @@ async def test_sigterm_with_50_streams_in_flight(tmp_path: pathlib.Path) -> None
             call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
                 orders_pb2.ProcessOrdersRequest(order_ids=ids)
             )
-            received = [(await call.read()).order_id]
+            received = [(await read(call)).order_id]
             in_flight.append(stream)
             if len(in_flight) == FINISHING:
                 all_in_flight.set()
             await go.wait()
-            while (result := await call.read()) is not grpc.aio.EOF:
+            while (result := await read_or_none(call)) is not None:
                 received.append(result.order_id)
             return received, await call.code()
 
@@ -59,12 +60,12 @@ async def test_sigterm_with_50_streams_in_flight(tmp_path: pathlib.Path) -> None
             call = orders_pb2_grpc.OrderServiceStub(stuck_channel).ProcessOrders(
                 orders_pb2.ProcessOrdersRequest(order_ids=ids)
             )
-            assert (await call.read()).order_id == f"s{stream}-0"
+            assert (await read(call)).order_id == f"s{stream}-0"
             stuck_calls.append(call)
         readers = [asyncio.create_task(finishing(stream)) for stream in range(FINISHING)]
         await all_in_flight.wait()
         server.process.send_signal(signal.SIGTERM)
-        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert (await read(watch)).status == health_pb2.HealthCheckResponse.NOT_SERVING
         watch.cancel()
         go.set()
         for stream, (received, code) in enumerate(await asyncio.gather(*readers)):
@@ -74,12 +75,12 @@ async def test_sigterm_with_50_streams_in_flight(tmp_path: pathlib.Path) -> None
         _, stderr = await asyncio.wait_for(server.process.communicate(), timeout=60)
         assert server.process.returncode == 0, stderr.decode()
         for call in stuck_calls:  # only now does the client read on: the server is gone
-            received = 1
+            count = 1
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 while await call.read() is not grpc.aio.EOF:
-                    received += 1
+                    count += 1
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert received < 10_000
+            assert count < 10_000
     finally:
         await asyncio.gather(channel.close(), *(c.close() for c in stuck_channels))
         if server.process.returncode is None:

@@ -11,6 +11,7 @@ import gc
 import typing
 
 import mediator
+import mediator.bootstrap
 from protos.orders.v1 import orders_pb2
 from server.binding import Rpc, ServiceBinding
 from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand

@@ -14,6 +14,7 @@ import itertools
 import typing
 
 import mediator
+import mediator.bootstrap
 from protos.orders.v1 import orders_pb2
 from server.binding import Rpc, ServiceBinding
 from server.calls import CallRegistry

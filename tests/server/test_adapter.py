@@ -12,6 +12,7 @@ from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server.calls import CallRegistry
 from tests.deadlines import parked_within
 from tests.server.gated import Probe, fresh_probe, gated_binding, stray_tasks
+from tests.typed_grpc import read
 
 
 @pytest.fixture
@@ -45,11 +46,11 @@ async def test_each_item_is_sent_as_soon_as_the_handler_yields_it(
     _, address, _ = adapter_server
     async with grpc.aio.insecure_channel(address) as channel:
         call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(request("a", "g1", "b"))
-        first = await call.read()
+        first = await read(call)
         assert first.order_id == "a"
         assert probe.produced == ["a"], "the handler is still held at g1, yet 'a' has arrived"
         probe.gate("g1").set()
-        assert [(await call.read()).order_id, (await call.read()).order_id] == ["g1", "b"]
+        assert [(await read(call)).order_id, (await read(call)).order_id] == ["g1", "b"]
         assert await call.read() == grpc.aio.EOF
         assert await call.code() == grpc.StatusCode.OK
 
@@ -61,7 +62,7 @@ async def test_client_cancel_closes_the_handler_and_handles_delivered_events(
     before = asyncio.all_tasks()
     async with grpc.aio.insecure_channel(address) as channel:
         call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(request("a", "b", "g-never", "c"))
-        assert [(await call.read()).order_id for _ in range(2)] == ["a", "b"]
+        assert [(await read(call)).order_id for _ in range(2)] == ["a", "b"]
         call.cancel()
         await asyncio.wait_for(probe.finally_ran.wait(), timeout=10)
         assert await calls.wait_idle(10)
@@ -113,11 +114,14 @@ async def test_handler_error_after_items_is_internal_and_leaks_nothing(
                 received.append(result.order_id)
     assert received == ["a", "b"]
     assert raised.value.code() == grpc.StatusCode.INTERNAL
-    assert "secret" not in raised.value.details()
+    details = raised.value.details()
+    assert details is not None
+    assert "secret" not in details
     request_id = dict(raised.value.trailing_metadata())["x-request-id"]
-    assert request_id in raised.value.details()
+    assert request_id in details
     logged = [r for r in caplog.records if r.levelname == "ERROR" and request_id in r.getMessage()]
     assert logged
+    assert logged[0].exc_info is not None
     assert "secret internal detail" in str(logged[0].exc_info[1])
 
 
@@ -139,13 +143,13 @@ async def test_stop_gives_in_flight_streams_the_grace_period_then_ends_the_rest(
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         finishing = stub.ProcessOrders(request("a", "g-finish"))
         stuck = stub.ProcessOrders(request("b", "g-never"))
-        assert (await finishing.read()).order_id == "a"
-        assert (await stuck.read()).order_id == "b"
+        assert (await read(finishing)).order_id == "a"
+        assert (await read(stuck)).order_id == "b"
         stopping = asyncio.create_task(server.stop(grace=3))
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.ProcessOrders(request("late")).read()
         probe.gate("g-finish").set()
-        assert (await finishing.read()).order_id == "g-finish"
+        assert (await read(finishing)).order_id == "g-finish"
         assert await finishing.code() == grpc.StatusCode.OK
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stuck.read()

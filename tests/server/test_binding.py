@@ -8,7 +8,6 @@ import logging
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 import mediator
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -17,6 +16,7 @@ from server.binding import Rpc, ServiceBinding
 from server.convert import BindingError
 from server.limits import LimitSettings
 from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand
+from tests.typed_grpc import rich_status
 
 ORDERS = orders_pb2.DESCRIPTOR.services_by_name["OrderService"]
 PROCESS = Rpc("ProcessOrders", ProcessOrdersCommand, OrderProcessedResult)
@@ -82,14 +82,15 @@ def test_each_kind_of_rpc_needs_its_kind_of_mediator(
 
 
 async def test_an_undecodable_body_names_the_expected_message(channel: grpc.aio.Channel) -> None:
-    call = channel.unary_stream(
+    method: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
         "/orders.v1.OrderService/ProcessOrders", request_serializer=None, response_deserializer=None
-    )(b"\xff\xff\xff")
+    )
+    call = method(b"\xff\xff\xff")
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         async for _ in call:
             pass
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(raised.value)
+    status = rich_status(raised.value)
     assert status is not None
     bad_request = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(bad_request)
@@ -141,4 +142,4 @@ async def test_without_metrics_or_stall_watch_the_items_are_still_counted(
     async with create_server(settings) as server:
         await _three_orders_and_a_lookup(server)
     [ended] = [record for record in caplog.records if getattr(record, "method", "").endswith("ProcessOrders")]
-    assert (ended.code, ended.items) == ("OK", 3)  # type: ignore[attr-defined]
+    assert (ended.code, ended.items) == ("OK", 3)  # type: ignore[attr-defined]  # the log's extra fields

@@ -129,9 +129,8 @@ def _keyword_message() -> typing.Any:
 
 def test_field_names_that_are_python_keywords_convert_both_ways() -> None:
     keywords = _keyword_message()
-    model = pydantic.create_model(
-        "KeywordModel", **{"from": (str, ...), "class": (datetime.datetime | None, None)}
-    )
+    fields: dict[str, typing.Any] = {"from": (str, ...), "class": (datetime.datetime | None, None)}
+    model = pydantic.create_model("KeywordModel", **fields)
     when = datetime.datetime(2026, 11, 27, tzinfo=UTC)
     message = to_proto(model, keywords)(model.model_validate({"from": "x", "class": when}))
     assert getattr(message, "from") == "x"
@@ -215,8 +214,8 @@ def _by_hand(pb: types.ModuleType, item: EverythingResponse) -> typing.Any:
     message.line.end.CopyFrom(pb.Point(**item.line.end.model_dump()))
     message.line.colour = pb.Colour.Value(item.line.colour.name)
     message.counts.update(item.counts)
-    for key, point in item.points_by_id.items():
-        message.points_by_id[key].CopyFrom(pb.Point(**point.model_dump()))
+    for point_id, point in item.points_by_id.items():
+        message.points_by_id[point_id].CopyFrom(pb.Point(**point.model_dump()))
     for key, colour in item.colours_by_name.items():
         message.colours_by_name[key] = pb.Colour.Value(colour.name)
     message.choice_point.CopyFrom(pb.Point(**item.choice_point.model_dump()))
@@ -281,7 +280,7 @@ def test_optional_scalars_and_wrappers_tell_zero_from_unset(convert_pb2: types.M
 
 def test_a_message_that_holds_itself_converts_both_ways(convert_pb2: types.ModuleType) -> None:
     tree = Tree(name="root", children=[Tree(name="a", children=[Tree(name="a1")]), Tree(name="b")])
-    message = to_proto(Tree, convert_pb2.Tree)(tree)
+    message: typing.Any = to_proto(Tree, convert_pb2.Tree)(tree)  # a class compiled by the test
     assert [child.name for child in message.children] == ["a", "b"]
     assert message.children[0].children[0].name == "a1"
     assert to_model(convert_pb2.Tree.DESCRIPTOR, Tree)(message) == tree
@@ -298,7 +297,7 @@ def test_timestamps_and_durations_agree_with_protobufs_from_datetime_and_from_ti
 ) -> None:
     # The converter sets Timestamps by its own arithmetic (bench/README.md): it must agree with
     # FromDatetime (naive = UTC) for every instant, before 1970 included.
-    message = to_proto(EverythingResponse, convert_pb2.Everything)(
+    message: typing.Any = to_proto(EverythingResponse, convert_pb2.Everything)(  # compiled by the test
         EverythingResponse.model_construct(
             **{**EverythingResponse().__dict__, "at": when, "took": took, "ats": [when]}
         )
@@ -407,7 +406,8 @@ def test_a_oneof_member_the_model_requires_is_an_error_at_bind_time(convert_pb2:
 def test_a_field_the_model_cannot_carry_is_an_error_at_bind_time_naming_it_and_why(
     convert_pb2: types.ModuleType, field: str, annotation: typing.Any, why: str
 ) -> None:
-    model = pydantic.create_model("Wrong", **{field: (annotation, None)}, __base__=EverythingResponse)
+    fields: dict[str, typing.Any] = {field: (annotation, None)}
+    model = pydantic.create_model("Wrong", **fields, __base__=EverythingResponse)
     with pytest.raises(BindingError, match=why):
         to_proto(model, convert_pb2.Everything)
     with pytest.raises(BindingError, match=why):

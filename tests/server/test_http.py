@@ -104,7 +104,9 @@ async def test_refusals_are_422_with_the_same_violations_as_grpc(
 
     method, request_class = GRPC_TWIN[url]
     async with grpc.aio.insecure_channel(http_service.address) as channel:
-        call = channel.unary_stream(method, request_serializer=None, response_deserializer=None)
+        call: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+            method, request_serializer=None, response_deserializer=None
+        )
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             async for _ in call(request_class(**body).SerializeToString()):
                 pytest.fail("refused requests stream nothing")

@@ -14,12 +14,13 @@ import typing
 import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from server import RillServer
 from server.calls import CallRegistry
 from server.http import HttpServer, create_http_app
 from tests.server.running import Record, running_binding
+from tests.typed_grpc import health_stub
 
 IDS = [f"o{i}" for i in range(10_000)]
 
@@ -89,7 +90,7 @@ async def test_health_checks_are_answered_while_sse_streams_run(http_service: Ri
             return sum(line == "event: progress" for line in response.iter_lines())
 
     async with grpc.aio.insecure_channel(http_service.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        health = health_stub(channel)
         await health.Check(health_pb2.HealthCheckRequest(), timeout=30)  # connected before the load
         readers = [asyncio.create_task(asyncio.to_thread(read_all)) for _ in range(4)]
         answered = under_load = 0

@@ -22,7 +22,7 @@ import httpx
 import pydantic
 import pytest
 import trustme
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from server import RillServer, Settings, create_server
 from server.calls import CallRegistry
@@ -32,6 +32,7 @@ from server.limits import LimitSettings
 from server.metrics import Metrics
 from server.tls import TlsSettings
 from tests.server.running import running_binding
+from tests.typed_grpc import health_stub
 
 ORDERS_HTTP = {
     "grpc_type": "server_stream",
@@ -239,9 +240,7 @@ async def test_connections_over_the_cap_are_refused_and_both_ports_keep_serving(
             assert (status, problem["code"]) == (503, "UNAVAILABLE")
             await close(writer)
         async with grpc.aio.insecure_channel(server.address) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=30
-            )
+            reply = await health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         for _, writer in held:
             await close(writer)

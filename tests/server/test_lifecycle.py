@@ -14,7 +14,7 @@ import typing
 import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -24,6 +24,7 @@ from server import RillServer, Settings, create_server
 from server.settings import ServiceSettings
 from server.tracing import Tracing
 from tests.gated_broker import FailingBroker, GatedBroker, StubbornBroker
+from tests.typed_grpc import health_stub, read
 
 # How long a stop lets an event run of a cancelled stream finish (then cancels it): waited out in
 # one test, never asserted.
@@ -55,12 +56,12 @@ async def test_stop_gives_an_in_flight_stream_the_grace_period_and_its_events_fi
     server = await serving(orders_settings(server_settings, EventDelivery.STRICT), broker)
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            watch = health_stub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert (await read(watch)).status == health_pb2.HealthCheckResponse.SERVING
             call = process(channel, "a", "b")
             await asyncio.wait_for(broker.parked.wait(), 30)  # a's notification is in flight
             stopping = asyncio.create_task(server.stop(grace=60))  # 60 s: a hang guard, never reached
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert (await read(watch)).status == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()  # an open Watch is an in-flight call too: it would hold the stop for the grace
             with pytest.raises(grpc.aio.AioRpcError) as late:
                 await process(channel, "late").read()
@@ -86,7 +87,7 @@ async def test_stop_waits_for_the_drain_of_a_cancelled_stream_then_closes_the_br
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             call = process(channel, "a", "b")
-            assert (await call.read()).order_id == "a"
+            assert (await read(call)).order_id == "a"
             await asyncio.wait_for(broker.parked.wait(), 30)
             await server.stop(grace=0)
             with pytest.raises(grpc.aio.AioRpcError) as ended:
@@ -118,7 +119,7 @@ async def test_an_unreachable_broker_fails_the_start_up_before_anything_serves(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             # The port is bound but never served: the call waits in vain (5 s: a serving server
             # answers in milliseconds).
-            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            await health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     await server.stop(grace=0)
 
@@ -131,12 +132,12 @@ async def test_async_with_serves_then_stops_and_a_stopped_server_cannot_start_ag
     server = create_server(server_settings, broker=broker)
     async with server, grpc.aio.insecure_channel(server.address) as channel:
         assert [result.order_id async for result in process(channel, "a")] == ["a"]
-        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        health = await health_stub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert broker.log == ["a sending", "a sent", "closed"], "leaving the block stopped the server"
     async with grpc.aio.insecure_channel(server.address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+            await health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     await server.stop(grace=0)  # a second stop does nothing
     assert broker.log.count("closed") == 1
@@ -199,7 +200,7 @@ async def test_a_run_that_will_not_stop_does_not_hold_the_stop_forever(
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             call = process(channel, "a")
-            assert (await call.read()).order_id == "a"
+            assert (await read(call)).order_id == "a"
             await asyncio.wait_for(broker.parked.wait(), 30)
             # The drain cancels the run after its drain_timeout; the run ignores that. When the
             # drain_period runs out the stop gives the drain up (the run is cancelled again, logged

@@ -11,9 +11,10 @@ import typing
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
+from tests.typed_grpc import health_stub, read, read_or_none
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -71,10 +72,10 @@ async def test_sigterm_drains_and_exits_zero(server_process: ServerProcess) -> N
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         ids = [f"o{i}" for i in range(200)]
         call = stub.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=ids))
-        assert (await call.read()).order_id == "o0"
+        assert (await read(call)).order_id == "o0"
         server_process.process.send_signal(signal.SIGTERM)
         received = ["o0"]
-        while (result := await call.read()) != grpc.aio.EOF:
+        while (result := await read_or_none(call)) is not None:
             received.append(result.order_id)
         assert received == ids, "a stream that finishes within the grace period ends OK and complete"
         assert await call.code() == grpc.StatusCode.OK
@@ -88,7 +89,7 @@ async def test_sigterm_drains_and_exits_zero(server_process: ServerProcess) -> N
 
 async def test_health_is_serving_from_the_process(server_process: ServerProcess) -> None:
     async with grpc.aio.insecure_channel(server_process.address) as channel:
-        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        response = await health_stub(channel).Check(health_pb2.HealthCheckRequest())
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -147,7 +148,7 @@ async def test_a_second_server_on_a_port_in_use_exits_2_naming_the_address(
     assert f"cannot start: cannot listen on {server_process.address}" in text
     assert "Traceback" not in text
     async with grpc.aio.insecure_channel(server_process.address) as channel:
-        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        response = await health_stub(channel).Check(health_pb2.HealthCheckRequest())
     assert response.status == health_pb2.HealthCheckResponse.SERVING, "the first server is untouched"
 
 

@@ -11,8 +11,7 @@ import pathlib
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
+from grpc_health.v1 import health_pb2
 
 from mediator import bootstrap
 from mediator.exceptions import BrokerUnavailable
@@ -26,10 +25,11 @@ from server.demo import Handlers
 from server.services import orders
 from server.settings import ServiceSettings
 from server.testing import serving
+from tests.typed_grpc import health_stub, read, read_or_none, rich_status
 
 
 def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = rpc_status.from_call(error)
+    status = rich_status(error)
     assert status is not None, "INVALID_ARGUMENT without google.rpc.Status details"
     violations = []
     for detail in status.details:
@@ -214,13 +214,12 @@ async def test_a_link_swapped_in_after_the_check_is_not_followed(
         call = files_pb2_grpc.FileServiceStub(channel).ProcessFiles(
             files_pb2.ProcessFilesRequest(file_ids=ids)
         )
-        first = await call.read()
-        assert first is not grpc.aio.EOF
+        first = await read(call)  # not grpc.aio.EOF
         assert first.sha256 == inside_hash
         (storage_root / "sub").rename(storage_root / "sub-before")
         os.symlink(outside, storage_root / "sub")
         results = [first]
-        while (result := await call.read()) is not grpc.aio.EOF:
+        while (result := await read_or_none(call)) is not None:
             results.append(result)
     assert len(results) == 1_000
     assert outside_hash not in {result.sha256 for result in results}, "a file outside the root was read"
@@ -228,7 +227,7 @@ async def test_a_link_swapped_in_after_the_check_is_not_followed(
 
 
 async def test_undecodable_request_body_is_invalid_argument(channel: grpc.aio.Channel) -> None:
-    call = channel.unary_stream(
+    call: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
         "/orders.v1.OrderService/ProcessOrders", request_serializer=None, response_deserializer=None
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -239,7 +238,7 @@ async def test_undecodable_request_body_is_invalid_argument(channel: grpc.aio.Ch
 
 
 async def test_unknown_method_is_unimplemented(channel: grpc.aio.Channel) -> None:
-    call = channel.unary_unary(
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
         "/orders.v1.OrderService/Nope", request_serializer=None, response_deserializer=None
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -252,14 +251,14 @@ async def test_health_reports_each_service_and_goes_not_serving_on_stop(server_s
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             for service in ("", "orders.v1.OrderService", "files.v1.FileService"):
                 response = await health.Check(health_pb2.HealthCheckRequest(service=service))
                 assert response.status == health_pb2.HealthCheckResponse.SERVING
             watch = health.Watch(health_pb2.HealthCheckRequest(service="orders.v1.OrderService"))
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            assert (await read(watch)).status == health_pb2.HealthCheckResponse.SERVING
             stopping = asyncio.create_task(server.stop(grace=5))
-            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert (await read(watch)).status == health_pb2.HealthCheckResponse.NOT_SERVING
             await stopping
     finally:
         await server.stop(grace=0)
