@@ -87,7 +87,7 @@ async def run_path(settings: Settings, streams: int, items: int, prefix: str) ->
 
 async def bench(options: argparse.Namespace) -> None:
     state = pathlib.Path(tempfile.mkdtemp(prefix="rill-bench-"))
-    base = {"broker": "devnull", "orders": {"max_concurrent_event_handlers": 100}}
+    base: dict[str, typing.Any] = {"broker": "devnull", "orders": {"max_concurrent_event_handlers": 100}}
     ungrouped = StoreSettings(commit_max_units=1)
     async with contextlib.AsyncExitStack() as stack:
         paths: dict[str, tuple[Settings, int]] = {

@@ -66,8 +66,7 @@ def served(*, timeout: bool = True, observer: bool = True, broker: str = "memory
 
     orders = ServiceSettings() if timeout else ServiceSettings(event_handler_timeout=None)
     # The demo's state in memory: what is compared is the per-item work, not a database's commits.
-    state = {"database_url": "memory"} if "database_url" in Settings.model_fields else {}
-    app = DemoApp(Settings(broker=broker, orders=orders, **state))
+    app = DemoApp(Settings(broker=broker, orders=orders, database_url="memory"))
     binding = app.bindings[0]
     mediator = binding.streaming
     assert mediator is not None

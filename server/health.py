@@ -8,6 +8,8 @@ elsewhere (the health protocol expects a watch to end when its server goes away)
 
 from __future__ import annotations
 
+import asyncio
+import collections.abc
 import typing
 
 import grpc
@@ -18,7 +20,13 @@ __all__ = ["HealthServicer"]
 _UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
-class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc, name-defined]
+class HealthServicer(health.aio.HealthServicer):
+    # grpc_health's own state, which its stubs do not declare.
+    _server_status: collections.abc.MutableMapping[str, int]  # ServingStatus values
+    _server_watchers: collections.abc.MutableMapping[str, asyncio.Condition]
+    _watcher_count_by_service: collections.abc.MutableMapping[str, int]
+    _gracefully_shutting_down: bool
+
     # The loop is grpc_health's own (grpcio-health-checking 1.x keeps these attributes), with the one
     # difference: once the server is shutting down, the status just written is the last.
     async def Watch(

@@ -56,7 +56,8 @@ class Notifications(Consumer):
 async def notifications() -> typing.AsyncIterator[Notifications]:
     """An exchange of the test's own (``rill.test.<random>``, deleted afterwards) and a queue bound to
     it (exclusive, deleted with the consumer's connection), consumed from the start."""
-    async with order_notifications() as consumer:
+    consumer = order_notifications()
+    async with consumer:
         yield consumer
 
 

@@ -19,7 +19,8 @@ from tests.deploy.test_crash import crash_and_restart
 async def main(runs: int) -> None:
     for run in range(runs):
         with tempfile.TemporaryDirectory(prefix="rill-crash-") as tmp:
-            async with fresh_database() as database_url, order_notifications() as notifications:
+            notifications = order_notifications()
+            async with fresh_database() as database_url, notifications:
                 figures = await crash_and_restart(
                     pathlib.Path(tmp), database_url, notifications, before_cut=200, before_kill=1000
                 )

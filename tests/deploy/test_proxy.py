@@ -16,6 +16,7 @@ from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import RillServer, Settings, create_server
 from tests.deploy.processes import ServerProcess, running_server
 from tests.deploy.proxy import running_proxy
+from tests.typed_grpc import read, read_or_none
 
 
 @contextlib.asynccontextmanager
@@ -93,7 +94,7 @@ async def test_a_draining_replica_leaves_the_rotation_before_it_exits(tmp_path: 
             call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
                 orders_pb2.ProcessOrdersRequest(order_ids=ids)
             )
-            assert (await call.read()).order_id == "s0"
+            assert (await read(call)).order_id == "s0"
             first.process.send_signal(signal.SIGTERM)
             # Health NOT_SERVING at once: the check takes it out while it still serves the stream.
             await proxy.wait_replicas({"replica0": False, "replica1": True})
@@ -102,7 +103,7 @@ async def test_a_draining_replica_leaves_the_rotation_before_it_exits(tmp_path: 
             assert results == [[f"p{n}"] for n in range(4)]
             assert _served(second) == 4
             rest = []
-            while (result := await call.read()) != grpc.aio.EOF:  # type: ignore[attr-defined]
+            while (result := await read_or_none(call)) is not None:
                 rest.append(result.order_id)
             assert rest == ids[1:], "the draining replica finished its stream"
         assert await first.process.wait() == 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from server.testing import serving
+from tests.typed_grpc import health_stub, read
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -15,15 +16,15 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 async def test_an_open_watch_does_not_hold_the_stop_for_the_grace_period() -> None:
     async with serving() as served:
-        health = health_pb2_grpc.HealthStub(served.channel)
+        health = health_stub(served.channel)
         overall = health.Watch(health_pb2.HealthCheckRequest(service=""))
         orders = health.Watch(health_pb2.HealthCheckRequest(service="orders.v1.OrderService"))
         for watch in (overall, orders):
-            assert (await watch.read()).status == SERVING
+            assert (await read(watch)).status == SERVING
         # A grace period nothing else would end: only the watches are open, and they must end.
         stopping = asyncio.create_task(served.server.stop(grace=3600))
         for watch in (overall, orders):
-            assert (await watch.read()).status == NOT_SERVING
+            assert (await read(watch)).status == NOT_SERVING
             assert await watch.read() is grpc.aio.EOF
             assert await watch.code() == grpc.StatusCode.OK
         await asyncio.wait_for(stopping, timeout=60)  # a bound far below the grace, not a timing claim

@@ -89,7 +89,7 @@ def app_with_failing_handler(settings: Settings) -> App:
     assert store is not None
     handlers = Handlers()
     handlers.config.from_dict({"orders_kept": 100})
-    handlers.order_book.override(StoredOrderBook(store))  # type: ignore[arg-type]
+    handlers.order_book.override(StoredOrderBook(store))
 
     def events(mapper: typing.Any) -> None:
         orders.domain_events_mapper(mapper)
