@@ -4,6 +4,8 @@ group commit across streams, a failing event handler keeping nothing of its item
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import sqlite3
 import typing
 
 import grpc
@@ -136,3 +138,31 @@ async def test_a_failing_event_handler_keeps_nothing_of_its_item(
         async with store.reader.connect() as connection:
             topics = (await connection.execute(sa.select(outbox.c.payload))).scalars().all()
         assert [payload["order_id"] for payload in topics] == ["a"], "the failed item's notification was kept"
+
+
+async def test_a_store_that_stays_locked_answers_unavailable_and_keeps_nothing(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Another process holds the SQLite write lock past the busy timeout: the item is not delivered,
+    the client hears UNAVAILABLE (it may retry), and once the lock is gone the same call succeeds."""
+    state_dir = tmp_path / "state"
+    async with serving(database_url="", state_dir=state_dir, store={"sqlite_busy_timeout": 0.2}) as served:
+        stub = orders_pb2_grpc.OrderServiceStub(served.channel)
+        holder = sqlite3.connect(state_dir / "rill.db", isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # the write lock, as another worker mid-commit holds it
+            received: list[str] = []
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                async for result in stub.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=["a"])):
+                    received.append(result.order_id)
+            assert received == []
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert raised.value.details().startswith("state store unavailable")
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        results = [
+            r.order_id async for r in stub.ProcessOrders(orders_pb2.ProcessOrdersRequest(order_ids=["a"]))
+        ]
+        assert results == ["a"]
+        assert (await stub.GetOrder(orders_pb2.GetOrderRequest(order_id="a"))).order_id == "a"
