@@ -157,7 +157,7 @@ async def test_a_store_that_stays_locked_answers_unavailable_and_keeps_nothing(
                     received.append(result.order_id)
             assert received == []
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert raised.value.details().startswith("state store unavailable")
+            assert (raised.value.details() or "").startswith("state store unavailable")
             holder.execute("ROLLBACK")
         finally:
             holder.close()
