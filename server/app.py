@@ -20,6 +20,7 @@ from mediator.message_brokers.protocol import MessageBroker, broker_name
 from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import MediatorObserver
 from server.admission import AdmissionInterceptor
+from server.aio_wakeups import drain_wakeups
 from server.apps import Services, checked_bindings
 from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import ServiceBinding
@@ -195,6 +196,7 @@ class RillServer:
             if isinstance(broker, StartableBroker):
                 await broker.start()  # an unreachable broker fails the start-up, before serving
         await self._server.start()
+        drain_wakeups()  # grpc's completions keep their pace when the loop is busy (server.aio_wakeups)
         if self.http is not None:
             await self.http.start()
         if self.metrics_http is not None:
