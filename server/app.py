@@ -20,6 +20,7 @@ from mediator.message_brokers.protocol import MessageBroker, broker_name
 from mediator.message_brokers.retrying import RetryingMessageBroker
 from mediator.observe import MediatorObserver
 from server.admission import AdmissionInterceptor
+from server.aio_wakeups import drain_wakeups
 from server.apps import App, Resource, Services, checked_app
 from server.auth import BearerTokenInterceptor, BearerTokenMiddleware
 from server.binding import ServiceBinding
@@ -218,6 +219,7 @@ class RillServer:
             await self._close_resources(started)
             raise
         await self._server.start()
+        drain_wakeups()  # grpc's completions keep their pace when the loop is busy (server.aio_wakeups)
         if self.metrics is not None:
             self.metrics.start()
         if self.http is not None:

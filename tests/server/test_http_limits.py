@@ -30,6 +30,7 @@ from server.http import HttpServer, create_http_app
 from server.http.limits import HttpLimitSettings
 from server.limits import LimitSettings
 from server.metrics import Metrics
+from server.testing import serving as serving_app
 from server.tls import TlsSettings
 from tests.server.running import running_binding
 from tests.typed_grpc import health_stub
@@ -304,3 +305,26 @@ async def test_the_metrics_port_follows_the_edges_tls_and_token(
     logged = [record.getMessage() for record in caplog.records if record.name == "server.http"]
     assert f"serving metrics on https://127.0.0.1:{port}/" in logged
     assert any(line.startswith("serving HTTP on https://") for line in logged)
+
+
+async def test_the_settings_stall_timeout_ends_a_stalled_sse_reader_of_the_real_server() -> None:
+    # Built as production builds it (server.testing.serving -> create_server): the only way the
+    # timeout reaches the SSE edge is the settings' limits.stall_timeout.
+    binding, record = running_binding(CallRegistry(), endless=True)
+    async with serving_app([binding], http=True, limits={"stall_timeout": 0.5}) as served:
+        record.calls = served.server.calls  # so that the handler's finally sees the server's calls
+        reader, writer = await connect(http_port(served.server), receive_buffer=4096)
+        body = json.dumps({"order_ids": ["a", "b", "c"]}).encode()
+        writer.write(request_head("/v1/orders:process", f"content-length: {len(body)}") + body)
+        await writer.drain()
+        try:
+            await asyncio.wait_for(reader.readuntil(b"event: start"), timeout=30)
+            # The client reads nothing more. Bounded as a hang guard: the kernel first takes a few
+            # megabytes of the endless stream; unwired, the stream would never end.
+            await asyncio.wait_for(record.finally_ran.wait(), timeout=60)
+            assert await served.server.calls.wait_idle(30)
+            assert handled(served.server, "RESOURCE_EXHAUSTED") == 1
+            assert record.in_flight_at_finally == 1, "its finally ran while the call was counted"
+            assert record.handled == record.produced, "the events of every produced item were handled"
+        finally:
+            await close(writer)
