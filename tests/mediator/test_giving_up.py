@@ -15,7 +15,7 @@ import pytest
 
 import mediator
 from mediator.exceptions import EventCascadeTooDeep, UnitOfWorkError
-from tests.mediator.fakes import Happened, Item, Produce, other_tasks, streaming
+from tests.mediator.fakes import Happened, Item, Produce, collect, other_tasks, streaming
 from tests.mediator.test_unit_of_work import Cascaded, FakeStore, Records, RecordsCascade, with_units
 
 
@@ -285,3 +285,69 @@ async def test_a_run_started_during_a_drain_of_queued_runs_only_gets_the_drains_
     assert streams.events_abandoned == 1
     assert any("ran past the stream's drain timeout" in line for line in mediator_lines(caplog))
     await holder.aclose()
+
+
+async def test_runs_cut_short_by_the_drains_bound_one_slot_after_the_other_roll_their_unit_back() -> None:
+    # One slot: item 0's first run hangs and its second is queued. The drain's bound cancels the
+    # first; while the drain waits for that cancellation, the freed slot starts the second, which
+    # hangs too and gets the bound from its own start. Both given up: the unit is rolled back.
+    store = FakeStore()
+    started = asyncio.Event()
+
+    class Hangs(mediator.EventHandler[Happened]):
+        async def handle(self, event: Happened) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+    class HangsToo(mediator.EventHandler[Happened]):
+        async def handle(self, event: Happened) -> None:
+            await asyncio.Event().wait()
+
+    streams = streaming(
+        Emits,
+        {Happened: [Hangs, HangsToo]},
+        unit_of_work=store,
+        event_delivery="overlapped",
+        max_concurrent_event_handlers=1,
+        drain_timeout=0.05,
+    )
+    stream = streams.stream(Produce(count=3))
+    assert await anext(stream) == Item(n=0)
+    await started.wait()
+    async with asyncio.timeout(30):  # a guard against a hang, not a timing assertion
+        await stream.aclose()
+    assert streams.events_abandoned == 2
+    assert store.states() == ["rolled back"]
+    assert other_tasks() == set()
+
+
+async def test_a_queued_run_that_ends_at_once_when_another_streams_run_frees_its_slot() -> None:
+    # One slot, held by stream a's run; stream b's run is queued and b waits for it to start. When
+    # a's run ends, b's run starts in that same step and ends at once (its handler never suspends,
+    # which is the case under test): both streams go on.
+    release = asyncio.Event()
+    held = asyncio.Event()
+    handled: list[str] = []
+
+    class Handles(mediator.EventHandler[Happened]):
+        async def handle(self, event: Happened) -> None:
+            if event.tag == "a":
+                held.set()
+                await release.wait()
+            handled.append(f"{event.tag}{event.n}")
+
+    streams = streaming(
+        Emits, {Happened: [Handles]}, event_delivery="overlapped", max_concurrent_event_handlers=1
+    )
+    a = asyncio.create_task(collect(streams.stream(Produce(count=1, tag="a"))))
+    await held.wait()
+    b = streams.stream(Produce(count=2, tag="b"))
+    assert await anext(b) == Item(n=0, tag="b")  # its run is queued behind a's
+    b_rest = asyncio.create_task(collect(b))
+    await asyncio.sleep(0)  # one step: b's stream parks until its run has started
+    assert not b_rest.done()
+    release.set()
+    async with asyncio.timeout(30):  # a guard against a hang, not a timing assertion
+        assert [item.n for item in await a] == [0]
+        assert [item.n for item in await b_rest] == [1]
+    assert sorted(handled) == ["a0", "b0", "b1"]
