@@ -113,7 +113,6 @@ class EventDispatcher:
         self.resolver = resolver
         self.event_map = event_map
         self.broker = broker
-        self.options = options
         # Sequential handling (the spec's concurrent_event_handle_enable=False) is one run at a time
         # per stream; the ceiling still bounds the mediator as a whole.
         self.limiter = ConcurrencyLimiter(options.max_concurrent_event_handlers, options.per_stream)

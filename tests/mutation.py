@@ -32,6 +32,27 @@ class Group(typing.NamedTuple):
     functions: tuple[str, ...] = ()  # mutmut's mutant-name patterns: only these functions (default: all)
 
 
+# The tests that drive a mediator (every file of tests/mediator/, so that a new one is not forgotten)
+# and its observer's, but: the typing tests (mypy over the mutated tree fails every mutant, for its
+# `# type: ignore`s, not for what it changes), the ones that run the examples or import the package in
+# a subprocess (seconds each; they test the packaging), the limiter's and the retrying broker's own
+# tests (other modules).
+_NOT_MEDIATOR_RUNS = {
+    "test_typing.py",
+    "test_example.py",
+    "test_public_api.py",
+    "test_limiter.py",
+    "test_retrying_broker.py",
+}
+MEDIATOR_TESTS = (
+    *sorted(
+        f"tests/mediator/{path.name}"
+        for path in (ROOT / "tests" / "mediator").glob("test_*.py")
+        if path.name not in _NOT_MEDIATOR_RUNS
+    ),
+    "tests/observability/test_observer.py",
+)
+
 GROUPS: dict[str, Group] = {
     "binding": Group(
         "server/binding.py",
@@ -55,8 +76,8 @@ GROUPS: dict[str, Group] = {
         ("server.app.xǁRillServerǁstart*", "server.app.xǁRillServerǁstop*", "server.app.xǁRillServerǁ__a*"),
     ),
     "http": Group("server/http/*.py", ("tests/server/test_http.py",)),
-    "mediators": Group("mediator/_mediators.py", ("tests/mediator",)),
-    "dispatch": Group("mediator/_dispatch.py", ("tests/mediator",)),
+    "mediators": Group("mediator/_mediators.py", MEDIATOR_TESTS),
+    "dispatch": Group("mediator/_dispatch.py", MEDIATOR_TESTS),
 }
 
 # What a group's copy of the work tree leaves out: environments, caches and other groups' results.
