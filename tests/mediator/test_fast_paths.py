@@ -119,3 +119,94 @@ def test_each_event_path_agrees_with_the_plain_one(path: str, tag: str) -> None:
     else:
         assert error is not None
         assert "LookupError: no such thing as 1" in str(error)
+
+
+class Outcomes(NullObserver):
+    """Keeps the outcome of every run, as the service's metrics see it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def event_handler_ended(
+        self, event: mediator.Event, handler: str, outcome: str, seconds: float, error: BaseException | None
+    ) -> None:
+        self.outcomes.append(f"{handler} {outcome}")
+
+
+class HangsOnce(mediator.EventHandler[Happened]):
+    """Hangs on item 1 (until cancelled); on item 2 swallows the cancellation and returns."""
+
+    async def handle(self, event: Happened) -> None:
+        await asyncio.sleep(0)  # suspends: the run outlives its eager start, so a timer is armed
+        if event.n == 0:
+            RECORD.append("quick 0")
+            return
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            RECORD.append(f"cancelled {event.n}")
+            if event.n == 2:
+                return  # swallowed: the run ends normally, as under asyncio.timeout
+            raise
+
+
+class ScopedOutcomes(Outcomes):
+    def event_handler_scope(self, event: mediator.Event, handler: str, item: int | None) -> typing.Any:
+        return contextlib.nullcontext()
+
+
+class One(mediator.StreamingRequestHandler[Produce, Item]):
+    """One item, whose one event is ``Happened(n=request.count)``."""
+
+    async def handle(self, request: Produce) -> typing.AsyncIterator[Item]:
+        self._events = [Happened(n=request.count)]
+        yield Item(n=request.count)
+
+
+def timed_run(options: dict[str, typing.Any], n: int, scoped: bool) -> tuple[list[str], str, list[str]]:
+    RECORD.clear()
+    observer = ScopedOutcomes() if scoped else Outcomes()
+    mediator_ = bootstrap.bootstrap_streaming(
+        commands_mapper=lambda mapper: mapper.bind(Produce, One),
+        domain_events_mapper=lambda mapper: mapper.bind(Happened, HangsOnce),
+        event_handler_timeout=0.05,
+        observer=observer,
+        **{"di_container": None, **options},
+    )
+    outcome = "ok"
+    try:
+        asyncio.run(collect(mediator_.stream(Produce(count=n))))
+    except mediator.EventHandlerError as raised:
+        outcome = f"{type(raised).__name__}: {raised}"
+    return list(RECORD), outcome, observer.outcomes
+
+
+TIMED_PATHS: dict[str, dict[str, typing.Any]] = {
+    "plain build (the batch's timer)": {},
+    "container resolve (the batch's timer)": {"di_container": Resolving()},
+    "behaviour (asyncio.timeout per attempt, inside it)": {"event_handler_behaviours": [passing]},
+}
+
+
+@pytest.mark.parametrize("path", list(TIMED_PATHS))
+@pytest.mark.parametrize("scoped", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_the_timer_armed_by_the_batch_agrees_with_the_timeout_inside_behaviours(
+    path: str, scoped: bool, n: int
+) -> None:
+    # Without behaviours the batch bounds a run with a timer armed once the run has suspended; with
+    # them, asyncio.timeout bounds each attempt inside them. Same outcome either way: the run fails
+    # with EventHandlerTimeout, its handler sees the cancellation, the observer counts a timeout; a
+    # handler that swallows the cancellation ends normally.
+    assert (
+        timed_run(TIMED_PATHS[path], n, scoped)
+        == {
+            0: (["quick 0"], "ok", ["HangsOnce ok"]),
+            1: (
+                ["cancelled 1"],
+                "EventHandlerTimeout: HangsOnce failed handling Happened: timed out after 0.05 s",
+                ["HangsOnce timeout"],
+            ),
+            2: (["cancelled 2"], "ok", ["HangsOnce ok"]),
+        }[n]
+    )
