@@ -2,8 +2,9 @@
 
 One item round of 1,000 strict streams is 1,000 units; committed one by one that is 1,000
 transactions (1,000 fsyncs on SQLite, 1,000 round trips to PostgreSQL) per round. The committer
-instead collects the units committed while it waits (up to ``max_delay`` seconds after the first,
-or ``max_units``) and writes them in one transaction; while that transaction runs, the next group
+instead collects the units committed while the previous transaction ran (with ``max_delay``, also
+those arriving up to that long after the first; at most ``max_units``) and writes them in one
+transaction; while that transaction runs, the next group
 collects. Each unit's ``commit()`` returns when the transaction that holds it has committed.
 
 If a group's transaction fails, each of its units is tried again in a transaction of its own, so
@@ -51,7 +52,7 @@ class _Waiting(typing.NamedTuple):
 class GroupCommitter:
     """Writes the units given to :meth:`commit` in grouped transactions (see the module docs)."""
 
-    def __init__(self, engine: AsyncEngine, *, max_delay: float = 0.002, max_units: int = 1000) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_delay: float = 0.0, max_units: int = 1000) -> None:
         if max_delay < 0 or max_units < 1:
             raise ValueError("max_delay must be >= 0 and max_units >= 1")
         self.engine = engine
