@@ -31,6 +31,10 @@ from server.services import files, orders
 from server.settings import Settings
 from server.store.urls import MEMORY
 
+if typing.TYPE_CHECKING:
+    from server.store import OutboxBroker, Store
+    from server.store.relay import OutboxRelay
+
 __all__ = ["DemoApp", "Handlers"]
 
 
@@ -70,13 +74,13 @@ class DemoApp:
         self.handlers.config.orders_kept.from_value(settings.limits.orders_kept)
         self.handlers.config.files_kept.from_value(settings.limits.files_kept)
         self.handlers.file_storage()  # fail at start-up, not on the first call, if the root is wrong
-        self.store: typing.Any = None
+        self.store: Store | None = None
         """The :class:`server.store.Store` (None with ``database_url = "memory"``)."""
-        self.outbox: typing.Any = None
+        self.outbox: OutboxBroker | None = None
         """The :class:`server.store.OutboxBroker` the mediators send notifications to (with a store)."""
         mediator_broker: MessageBroker = self.broker
         unit_of_work: UnitOfWorkFactory | None = None
-        self.relay: typing.Any = None
+        self.relay: OutboxRelay | None = None
         """The :class:`server.store.relay.OutboxRelay` publishing the outbox to ``broker`` (with a store)."""
         if with_store:
             # Only with a store: the in-memory demo (tests) does not load SQLAlchemy.
