@@ -88,7 +88,10 @@ async def test_a_draining_replica_leaves_the_rotation_before_it_exits(tmp_path: 
         replicas(tmp_path, 2) as (first, second),
         running_proxy([first.address, second.address], tmp_path / "haproxy.log") as proxy,
     ):
-        async with grpc.aio.insecure_channel(first.address) as channel:
+        # A 64 KiB window (no BDP probing): a client that does not read holds the stream in the server,
+        # however fast the server produces; with a growing window the 5,000 items could all be sent
+        # and the replica exit before the proxy's check saw it draining.
+        async with grpc.aio.insecure_channel(first.address, options=[("grpc.http2.bdp_probe", 0)]) as channel:
             # A stream the client does not read yet: the replica is held in its drain by it.
             ids = [f"s{n}" for n in range(5000)]
             call = orders_pb2_grpc.OrderServiceStub(channel).ProcessOrders(
