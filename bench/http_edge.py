@@ -34,6 +34,7 @@ from grpc_health.v1 import health_pb2
 
 from bench._common import percentile
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
+from tests.reliability.sse_readers import read_stream
 from tests.typed_grpc import health_stub
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -108,23 +109,6 @@ def _post(address: str, body: bytes, length: int | None = None) -> bytes:
     return head.encode() + body
 
 
-async def _read_stream(address: str) -> int:
-    """A whole 10,000-id SSE stream read over a raw socket (cheap for the client): the bytes read."""
-    reader, writer = await _open(address)
-    writer.write(_post(address, json.dumps({"order_ids": IDS}).encode()))
-    total, tail = 0, b""
-    try:
-        while b"event: complete" not in tail and b"event: error" not in tail:
-            chunk = await reader.read(1 << 16)
-            if not chunk:
-                break
-            total += len(chunk)
-            tail = (tail + chunk)[-256:]
-    finally:
-        writer.close()
-    return total
-
-
 async def _sent_over_http(client: httpx.AsyncClient) -> float:
     text = (await client.get("/metrics")).text
     total = 0.0
@@ -166,7 +150,7 @@ async def health(checks: int) -> None:
         idle, idle_ms = await _checks(stub, checks)
 
         async def read() -> int:
-            return await _read_stream(server.http)
+            return await read_stream(server.http, len(IDS))
 
         readers = [asyncio.create_task(read()) for _ in range(4)]
         loaded, loaded_ms = await _checks(stub, checks)
@@ -253,7 +237,7 @@ async def sigterm() -> None:
 
         async def sse() -> str:
             try:
-                await _read_stream(server.http)
+                await read_stream(server.http, len(IDS))
                 return "read"
             except OSError as error:
                 return type(error).__name__
