@@ -14,6 +14,7 @@ import typing
 import grpc
 
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
+from tests.server.test_process import spawn_server
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -51,21 +52,7 @@ async def _call(channel: grpc.aio.Channel) -> list[str]:
 
 async def test_two_workers_share_the_port_and_stop_on_sigterm() -> None:
     address = f"127.0.0.1:{_free_port()}"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server",
-        "--address",
-        address,
-        "--http-address",
-        "",
-        "--workers",
-        "2",
-        cwd=REPO,
-        env={**os.environ, "RILL_BROKER": "devnull"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn_server("--address", address, "--workers", "2", env={"RILL_BROKER": "devnull"})
     try:
         assert process.stdout is not None
         ready = [(await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode() for _ in range(2)]

@@ -8,7 +8,6 @@ import collections
 import pathlib
 import signal
 import socket
-import sys
 
 import grpc
 import sqlalchemy as sa
@@ -18,7 +17,8 @@ from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server.store.schema import outbox
 from server.store.store import Store
 from tests.brokers.consumer import Consumer
-from tests.client.conftest import ROOT, cli_env
+from tests.client.conftest import cli_env
+from tests.server.test_process import spawn_server
 from tests.store.outbox_fixtures import (  # noqa: F401 - the *_fixture names are pytest fixtures
     exchange_name_fixture,
     rabbitmq_fixture,
@@ -57,21 +57,7 @@ async def test_two_workers_on_one_sqlite_file_notify_every_delivered_order_once(
         "RILL_OUTBOX__POLL_INTERVAL": "0.2",
     }
     async with Consumer(rabbitmq, exchange_name, "orders.processed") as consumer:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server",
-            "--address",
-            address,
-            "--http-address",
-            "",
-            "--workers",
-            "2",
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await spawn_server("--address", address, "--workers", "2", env=env)
         try:
             assert process.stdout is not None
             async with asyncio.timeout(60):
