@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, default=10)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="server's loop")
+    parser.add_argument(
+        "--memory", action="store_true", help="the service's state in memory (RILL_DATABASE_URL=memory)"
+    )
     options = parser.parse_args(argv)
     spy = shutil.which("py-spy") or str(pathlib.Path(sys.executable).with_name("py-spy"))
     if not pathlib.Path(spy).exists():
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     args, ready = service.specs(grpc_throughput.server_loop(options.loop))[options.server]
     env = {name: value for name, value in os.environ.items() if not name.startswith("RILL_")}
+    if options.memory:
+        env["RILL_DATABASE_URL"] = "memory"
     server = _common.ServerProcess(options.server, args, ready_prefix=ready, env=env)
     runs: list[service.Many] = []
     try:

@@ -22,7 +22,7 @@ from mediator._maps import EventMap
 from mediator._messages import Event, NotificationEvent
 from mediator._options import EventProcessing
 from mediator.behaviours import wrap_event_run
-from mediator.container import Resolver
+from mediator.container import DirectFactory, Resolver, needs_await
 from mediator.exceptions import (
     EventCascadeTooDeep,
     EventHandlerError,
@@ -46,37 +46,45 @@ Emitted: typing.TypeAlias = typing.Sequence[Event]
 if sys.version_info >= (3, 12):
 
     def _start_task(
-        coro: typing.Coroutine[typing.Any, typing.Any, None], context: contextvars.Context | None
+        coro: typing.Coroutine[typing.Any, typing.Any, None],
+        context: contextvars.Context | None,
+        loop: asyncio.AbstractEventLoop,
     ) -> asyncio.Task[None]:
         # An eager task runs the handler at once, up to its first real suspension, with
         # current_task() set to the new task; a no-op handler is done before this returns.
-        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True, context=context)
+        return asyncio.Task(coro, loop=loop, eager_start=True, context=context)
 
 else:  # pragma: no cover - exercised on 3.11 only
 
     def _start_task(
-        coro: typing.Coroutine[typing.Any, typing.Any, None], context: contextvars.Context | None
+        coro: typing.Coroutine[typing.Any, typing.Any, None],
+        context: contextvars.Context | None,
+        loop: asyncio.AbstractEventLoop,
     ) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(coro, context=context)
+        return loop.create_task(coro, context=context)
 
 
 class _Target:
     """Where an event goes (an event handler type, or the broker), ready to run: ``run(event)``."""
 
-    __slots__ = ("build", "name", "run", "timeout")
+    __slots__ = ("build", "handler_type", "name", "run", "timeout")
 
     def __init__(
         self,
         name: str,
         run: typing.Callable[[Event], typing.Coroutine[typing.Any, typing.Any, Emitted]],
-        build: typing.Callable[[], EventHandler[typing.Any]] | None = None,
+        build: DirectFactory[EventHandler[typing.Any]] | None = None,
         timeout: float | None = None,
+        handler_type: type = object,
     ):
         self.name = name
         self.run = run
         self.build = build
-        """Set when the handler is built by a plain call and nothing wraps its run: the batch then
-        runs it in its own task's coroutine, one coroutine fewer per event."""
+        """Set when the handler is built by a direct call (the instance, or an awaitable of it: see
+        :meth:`Resolver.direct_factory`) and nothing wraps its run: the batch then runs it in its
+        own task's coroutine, without the container's coroutine and one coroutine fewer per event."""
+        self.handler_type = handler_type
+        """What ``build`` builds (an instance of exactly it needs no check); ``object`` without ``build``."""
         self.timeout = timeout
         """``event_handler_timeout`` when the batch bounds the run itself (see :meth:`EventBatch._start`);
         None when nothing bounds it, or when a wrapper does (inside behaviours: per attempt)."""
@@ -164,15 +172,17 @@ class EventDispatcher:
     def _handler_target(self, handler_type: type[EventHandler[typing.Any]]) -> _Target:
         target = self._handler_targets.get(handler_type)
         if target is None:
-            build = self.resolver.plain_factory(handler_type)
-            target = _Target(handler_type.__qualname__, self._runner(handler_type, build), build)
+            build = self.resolver.direct_factory(handler_type)
+            target = _Target(
+                handler_type.__qualname__, self._runner(handler_type, build), build, handler_type=handler_type
+            )
             target = self._handler_targets[handler_type] = self._behaved(self._bounded_target(target))
         return target
 
     def _runner(
         self,
         handler_type: type[EventHandler[typing.Any]],
-        build: typing.Callable[[], EventHandler[typing.Any]] | None,
+        build: DirectFactory[EventHandler[typing.Any]] | None,
     ) -> typing.Callable[[Event], typing.Coroutine[typing.Any, typing.Any, Emitted]]:
         """``run(event)`` for a handler type: what runs under a timeout or an observer's scope (the
         plain case is inlined in :meth:`EventBatch._execute`)."""
@@ -185,7 +195,10 @@ class EventDispatcher:
             return run_resolved
 
         async def run_built(event: Event) -> Emitted:
-            return await _handle(build(), event)
+            handler = build()
+            if needs_await(handler, handler_type):
+                handler = await typing.cast("typing.Awaitable[EventHandler[typing.Any]]", handler)
+            return await _handle(typing.cast("EventHandler[typing.Any]", handler), event)
 
         return run_built
 
@@ -209,7 +222,7 @@ class EventDispatcher:
         if seconds is None:
             return target
         if not self._behaviours:
-            return _Target(target.name, target.run, target.build, seconds)
+            return _Target(target.name, target.run, target.build, seconds, target.handler_type)
         run, name = target.run, target.name
 
         async def bounded(event: Event) -> Emitted:
@@ -262,6 +275,7 @@ class EventBatch:
         "_context",
         "_deadlines",
         "_given_up",
+        "_loop",
         "_scoped",
         "_settled",
         "_started",
@@ -292,6 +306,7 @@ class EventBatch:
         self._timers: dict[asyncio.Task[None], asyncio.TimerHandle] = {}  # runs past event_handler_timeout
         self._timed_out: set[asyncio.Task[None]] = set()  # runs their timer cancelled
         self.observer = observer
+        self._loop = asyncio.get_running_loop()  # a batch lives inside one request's or stream's run
         self._context = contextvars.copy_context() if observer is not None else None
         # An observer that keeps NullObserver's scope (metrics only) saves entering one per run.
         self._scoped = observer is not None and (
@@ -349,7 +364,7 @@ class EventBatch:
         if unit.failed or self.abandoning or not unit.runs:
             unit.unit.rollback()
             return
-        task = _start_task(self._commit(unit), None)
+        task = _start_task(self._commit(unit), None, self._loop)
         if not task.done():
             self._own(task, unit.event, _COMMIT)
 
@@ -381,18 +396,17 @@ class EventBatch:
     ) -> None:
         context = self._context
         timeout = target.timeout
-        started = asyncio.get_running_loop().time() if timeout is not None else 0.0
+        loop = self._loop
+        started = loop.time() if timeout is not None else 0.0
         task = _start_task(
-            self._execute(event, target, depth, item, unit), None if context is None else context.copy()
+            self._execute(event, target, depth, item, unit), None if context is None else context.copy(), loop
         )
         if not task.done():
             self._own(task, event, target)
             if timeout is not None:
                 # Armed only now: a run that never suspends has ended inside _start_task (an eager
                 # task) and costs no timer. The bound still counts from the run's start.
-                self._timers[task] = asyncio.get_running_loop().call_at(
-                    started + timeout, self._time_out, task
-                )
+                self._timers[task] = loop.call_at(started + timeout, self._time_out, task)
 
     def _time_out(self, task: asyncio.Task[None]) -> None:
         self._timers.pop(task, None)
@@ -421,7 +435,9 @@ class EventBatch:
             if self._scoped:
                 emitted = await self._run_in_scope(event, target, item)
             elif build is not None:  # _handle(build(), event), inlined: one coroutine fewer per event
-                handler = build()
+                handler: typing.Any = build()  # the handler, or an awaitable of it (checked below)
+                if type(handler) is not target.handler_type and needs_await(handler, target.handler_type):
+                    handler = await handler  # a container that had to await a dependency
                 await handler.handle(event)
                 emitted = take_events(handler)
             else:
@@ -450,11 +466,14 @@ class EventBatch:
             elif emitted:
                 self.submit(emitted, depth + 1, item, unit)
         finally:
-            if target.timeout is not None:
+            # A run that ended inside its eager start has no timer and is not in ``running`` yet
+            # (both come once _start_task returns): most runs, so both are looked at only if needed.
+            if self._timers or self._timed_out:
                 self._disarm(typing.cast("asyncio.Task[None]", asyncio.current_task()))
             if observer is not None:
                 observer.event_handler_ended(event, target.name, outcome, _now() - started, error)
-            self.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if self.running:
+                self.running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self.share.release()
             if unit is not None:
                 self._run_ended(unit, ok=outcome == "ok")

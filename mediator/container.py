@@ -18,7 +18,10 @@ a :class:`ContainerAdapter`                     itself: write your own for anoth
 An adapter may offer a ``plain_factory(type_)``: a callable that returns a ready instance without
 awaiting, worked out once per handler type; the mediator then builds handlers without a coroutine.
 ``di`` handlers with no dependencies are built by calling their class, exactly what ``di`` would do,
-without entering a scope per event.
+without entering a scope per event. Short of that, a ``direct_factory(type_)`` returns the instance
+or, when the container has to await something first, an awaitable of it (a ``dependency_injector``
+provider is that: it switches to returning awaitables once a dependency is asynchronous); the
+mediator awaits only what is not an instance, and saves the adapter's ``resolve`` coroutine otherwise.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
 T = typing.TypeVar("T")
 
 Factory: typing.TypeAlias = typing.Callable[[], typing.Any]
+DirectFactory: typing.TypeAlias = typing.Callable[[], "T | typing.Awaitable[T]"]
 
 
 @typing.runtime_checkable
@@ -61,6 +65,12 @@ class ContainerAdapter:
     def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
         """A callable returning a ready instance of ``type_`` (nothing to await), or None when only
         :meth:`resolve` can build it. Asked once per handler type."""
+        return None
+
+    def direct_factory(self, type_: type[T]) -> DirectFactory[T] | None:
+        """A callable returning an instance of ``type_`` or an awaitable of one, doing what
+        :meth:`resolve` does without its coroutine; None when only :meth:`resolve` can build it.
+        Asked once per handler type, when :meth:`plain_factory` has none."""
         return None
 
 
@@ -147,6 +157,10 @@ class DependencyInjectorAdapter(ContainerAdapter):
             instance = await instance
         return typing.cast(T, instance)
 
+    def direct_factory(self, type_: type[T]) -> DirectFactory[T] | None:
+        # The provider itself: an instance, or an awaitable once it is in async mode.
+        return typing.cast("DirectFactory[T]", self._provider(type_))
+
 
 class DishkaAdapter(ContainerAdapter):
     """A ``dishka.AsyncContainer``: ``await container.get(type_)``. Provide handlers uncached
@@ -197,6 +211,7 @@ class Resolver:
     def __init__(self, container: object | None) -> None:
         self.adapter = adapter_for(container)
         self._factories: dict[type, Factory | None] = {}
+        self._direct: dict[type, Factory | None] = {}
 
     def plain_factory(self, type_: type[T]) -> typing.Callable[[], T] | None:
         """A callable that returns a ready instance of ``type_`` (nothing to await); None when only
@@ -207,9 +222,26 @@ class Resolver:
             factory = self._factories[type_] = self.adapter.plain_factory(type_)
             return factory
 
+    def direct_factory(self, type_: type[T]) -> DirectFactory[T] | None:
+        """A callable that returns an instance of ``type_`` or an awaitable of one (see
+        :func:`needs_await`): the plain factory if there is one, else the adapter's direct factory; None
+        when only :meth:`resolve` can build it."""
+        try:
+            return self._direct[type_]
+        except KeyError:
+            factory = self.plain_factory(type_) or self.adapter.direct_factory(type_)
+            self._direct[type_] = factory
+            return factory
+
     async def resolve(self, type_: type[T]) -> T:
         """A fresh instance of ``type_``."""
         factory = self.plain_factory(type_)
         if factory is not None:
             return factory()
         return await self.adapter.resolve(type_)
+
+
+def needs_await(built: object, type_: type) -> bool:
+    """Whether what a direct factory of ``type_`` returned is an awaitable of the instance rather
+    than the instance. The exact type is told first: it is what providers build, and cheap."""
+    return type(built) is not type_ and inspect.isawaitable(built) and not isinstance(built, type_)

@@ -15,6 +15,7 @@ import contextlib
 import typing
 
 import pytest
+from dependency_injector import containers, providers
 
 import mediator
 from mediator import bootstrap
@@ -62,6 +63,29 @@ class Resolving:
         return type_()
 
 
+class ClockedRecords(Records):
+    """Stands in for ``Records`` in the dependency_injector containers: built with a dependency."""
+
+    def __init__(self, clock: str) -> None:
+        super().__init__()
+        self.clock = clock
+
+
+async def _clock() -> str:
+    await asyncio.sleep(0)  # a dependency that really suspends: its provider returns awaitables
+    return "tick"
+
+
+class SyncProviders(containers.DeclarativeContainer):
+    clock = providers.Object("tick")
+    records = providers.Factory(ClockedRecords, clock=clock)
+
+
+class AsyncProviders(containers.DeclarativeContainer):
+    clock = providers.Coroutine(_clock)
+    records = providers.Factory(ClockedRecords, clock=clock)
+
+
 class Scoped(NullObserver):
     def event_handler_scope(self, event: mediator.Event, handler: str, item: int | None) -> typing.Any:
         return contextlib.nullcontext()
@@ -74,6 +98,15 @@ async def passing(event: mediator.Event, handler: str, call_next: NextEventRun) 
 PATHS: dict[str, dict[str, typing.Any]] = {
     "plain build, own coroutine (fast)": {},
     "container resolve": {"di_container": Resolving()},
+    # The provider called directly: an instance from sync providers, an awaitable from async ones.
+    "dependency_injector, sync providers (direct factory)": {"di_container": SyncProviders()},
+    "dependency_injector, an async dependency (direct factory's awaitable)": {
+        "di_container": AsyncProviders()
+    },
+    "dependency_injector, async, with an observer": {
+        "di_container": AsyncProviders(),
+        "observer": NullObserver(),
+    },
     "event_handler_timeout": {"event_handler_timeout": 30},
     "behaviour": {"event_handler_behaviours": [passing]},
     "observer keeping the null scope": {"observer": NullObserver()},
