@@ -45,15 +45,23 @@ PACKAGES = ("rill-grpc", "grpcio", "protobuf", "pydantic", "uvloop", "sqlalchemy
 
 
 # -- a client process -------------------------------------------------------------------------------
+def own_ids(method: typing.Any, bodies: typing.Iterator[bytes]) -> typing.Callable[[bytes], typing.Any]:
+    """``method`` called with the next of ``bodies`` instead of the body it is given: concurrency's
+    driver sends one body to every stream, and each call here asks for order ids of its own."""
+
+    def call(_body: bytes) -> typing.Any:
+        return method(next(bodies))
+
+    return call
+
+
 async def _client(address: str, connections: int, streams: int, items: int) -> None:
     channels = concurrency.open_channels(address, connections)
     try:
-        # concurrency's driver sends one body to every stream; each call here gets ids of its own.
         tag = uuid.uuid4().hex[:12]
-        bodies = (grpc_throughput.request(items, prefix=f"{tag}-{n}-") for n in range(streams + connections))
-        prebuilt = iter(list(bodies))  # built before the clock starts
-        raw = [grpc_throughput.stream_method(channel) for channel in channels]
-        methods = [lambda _body, method=method: method(next(prebuilt)) for method in raw]
+        # Built before the clock starts: a warm-up call per connection, then the streams.
+        bodies = iter([grpc_throughput.request(items, f"{tag}-{n}-") for n in range(connections + streams)])
+        methods = [own_ids(grpc_throughput.stream_method(channel), bodies) for channel in channels]
         await concurrency.warm_up(methods)
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     return _common.run(_measure(options, grpc_throughput.server_loop(options.loop)))
 
 
-async def _measure(options: argparse.Namespace, loop: str) -> int:
+async def _measure(options: argparse.Namespace, server_loop: str) -> int:
     async with contextlib.AsyncExitStack() as stack:
         logs = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rill-replicas-")))
         if options.memory:
@@ -230,7 +238,7 @@ async def _measure(options: argparse.Namespace, loop: str) -> int:
             replicas.append(
                 await stack.enter_async_context(
                     running_server(
-                        *("--address", "127.0.0.1:0", "--http-address", "", "--loop", loop),
+                        *("--address", "127.0.0.1:0", "--http-address", "", "--loop", server_loop),
                         log=logs / f"replica{index}.log",
                         env=env,
                     )
@@ -252,10 +260,10 @@ async def _measure(options: argparse.Namespace, loop: str) -> int:
         ]
         runs: dict[str, list[Run]] = {setup.key: [] for setup in setups}
         own = [*pids, *(proxy.process.pid for proxy in proxies)]
-        loop_ = asyncio.get_running_loop()
+        event_loop = asyncio.get_running_loop()
 
-        def settled() -> float:
-            return asyncio.run_coroutine_threadsafe(outbox.drained(), loop_).result()
+        def settled() -> float:  # called in one_run's thread
+            return asyncio.run_coroutine_threadsafe(outbox.drained(), event_loop).result()
 
         with _common.Noise(lambda: [*own, *database_backends(database)]) as noise:
             for round_ in range(options.rounds):
@@ -265,7 +273,7 @@ async def _measure(options: argparse.Namespace, loop: str) -> int:
                     run = await asyncio.to_thread(one_run, setup, options, database, settled)
                     runs[setup.key].append(run)
                 print(f"  round {round_ + 1}/{options.rounds} done", file=sys.stderr, flush=True)
-    _report(options, loop, setups, runs, noise.line)
+    _report(options, server_loop, setups, runs, noise.line)
     return 0
 
 
