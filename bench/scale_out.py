@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import typing
 
 import grpc
 
@@ -83,10 +85,25 @@ class Workers:
             self.process.wait()
 
 
-def one_run(server: Workers, clients: int, connections: int, items: int) -> tuple[float, float, float]:
-    """msgs/s, server CPU µs/msg, client CPU µs/msg."""
-    command = [sys.executable, "-m", "bench.scale_out", "--client", server.address]
-    command += ["--connections", str(connections), "--items", str(items)]
+T = typing.TypeVar("T")
+
+
+@dataclasses.dataclass
+class Driven(typing.Generic[T]):
+    """One run of client processes told "go" together: the wall time and what each reported."""
+
+    seconds: float
+    done: list[str]
+    """Each client's last line, after ``done ``."""
+    clients_cpu: float
+    before: T
+    after: T
+    """``snapshot()`` just before "go" and once the last client is done."""
+
+
+def drive_clients(command: typing.Sequence[str], clients: int, snapshot: typing.Callable[[], T]) -> Driven[T]:
+    """``clients`` processes of ``command`` (each prints ``ready`` once connected and warm, waits for a
+    line on stdin, then prints ``done ...``), told "go" together; every one stopped before returning."""
     procs = [
         subprocess.Popen(command, cwd=_common.REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(clients)
@@ -96,26 +113,47 @@ def one_run(server: Workers, clients: int, connections: int, items: int) -> tupl
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError("a client did not start")
-        server_cpu = _common.process_cpu(server.pids)
-        client_cpu = _common.process_cpu(proc.pid for proc in procs)
+        before = snapshot()
+        clients_cpu = _common.process_cpu(proc.pid for proc in procs)
         started = time.perf_counter()
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        total = 0
+        done = []
         for proc in procs:
             assert proc.stdout is not None
-            total += int(proc.stdout.readline().split()[2])
+            line = proc.stdout.readline()
+            if not line.startswith("done "):
+                raise RuntimeError(f"a client failed: {line!r}")
+            done.append(line.removeprefix("done ").strip())
         seconds = time.perf_counter() - started
-        server_cpu = _common.process_cpu(server.pids) - server_cpu
-        client_cpu = _common.process_cpu(proc.pid for proc in procs) - client_cpu
-        if total != clients * connections * items:
-            raise AssertionError(f"{total} items, {clients * connections * items} expected")
-        return total / seconds, server_cpu / total * 1e6, client_cpu / total * 1e6
+        after = snapshot()
+        clients_cpu = _common.process_cpu(proc.pid for proc in procs) - clients_cpu
+        return Driven(seconds, done, clients_cpu, before, after)
+    except BaseException:
+        for proc in procs:  # the others would wait for "go" (or run) for nothing
+            proc.kill()
+        raise
     finally:
         for proc in procs:
-            proc.communicate(timeout=30)
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+def one_run(server: Workers, clients: int, connections: int, items: int) -> tuple[float, float, float]:
+    """msgs/s, server CPU µs/msg, client CPU µs/msg."""
+    command = [sys.executable, "-m", "bench.scale_out", "--client", server.address]
+    command += ["--connections", str(connections), "--items", str(items)]
+    run = drive_clients(command, clients, lambda: _common.process_cpu(server.pids))
+    total = sum(int(line.split()[1]) for line in run.done)
+    if total != clients * connections * items:
+        raise AssertionError(f"{total} items, {clients * connections * items} expected")
+    server_cpu = run.after - run.before
+    return total / run.seconds, server_cpu / total * 1e6, run.clients_cpu / total * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
