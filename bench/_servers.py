@@ -211,7 +211,9 @@ async def _serve(options: argparse.Namespace) -> None:
             await store.start()
         book, analytics, broker = _demo_state()
         if store is not None:  # as the service's: publishes the outbox to the broker, woken by commits
-            relay = OutboxRelay(store.engine, broker, OutboxSettings(), own_broker=True)
+            relay = OutboxRelay(
+                store.engine, broker, OutboxSettings(), own_broker=True, committer=store.committer
+            )
             await relay.start()
         # As the generated code registers a servicer (registered methods included).
         servicer = OrderServicer(book, analytics, broker, store=store, relay=relay)
