@@ -69,11 +69,12 @@ async def test_every_item_is_readable_on_another_connection_when_it_arrives(
         async with store.reader.connect() as connection:
             rows = (await connection.execute(sa.select(sa.func.count()).select_from(outbox))).scalar_one()
         assert rows == STREAMS * ITEMS, "every delivered item's notification is in the outbox"
-        # 1,000 units (one per item), and the relay's records of what it published, which ride in
-        # the streams' groups; grouped across the concurrent streams
+        # 1,000 units (one per item), and on SQLite the relay's records of what it published, which
+        # ride in the streams' groups; grouped across the concurrent streams
         relay = served.server.resources[1]
         assert isinstance(relay, OutboxRelay)
-        assert store.committer.units_committed == STREAMS * ITEMS + relay.records
+        records = relay.records if store.embedded else 0
+        assert store.committer.units_committed == STREAMS * ITEMS + records
         assert len(commits) <= STREAMS * ITEMS / 10, (
             f"{len(commits)} transactions for {STREAMS * ITEMS} items"
         )
