@@ -77,6 +77,13 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         """A started :class:`server.store.Store`: the order and its notification go there instead."""
         self.relay = relay
         """The started :class:`server.store.relay.OutboxRelay` of ``store``, woken after each commit."""
+        if store is not None:
+            from server.store.schema import outbox
+
+            # One statement object for every call, as the service's OutboxBroker has: the committer
+            # sends consecutive writes through the same statement as one executemany, so a fresh
+            # insert() per call made a group of 200 streams' units 200 outbox INSERTs instead of one.
+            self.outbox_insert = outbox.insert()
 
     async def ProcessOrders(
         self, request: orders_pb2.ProcessOrdersRequest, context: Context
@@ -89,10 +96,10 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         store, relay = self.store, self.relay
         if store is not None:
             from server.store.outbox_broker import outbox_row
-            from server.store.schema import orders, outbox
+            from server.store.schema import orders
             from server.store.units import Write, upsert
 
-            insert = outbox.insert()
+            insert = self.outbox_insert
         for order_id in order_ids:
             processed_at = datetime.datetime.now(datetime.UTC)
             customer_id = f"customer_{order_id}"
