@@ -194,6 +194,7 @@ async def _serve(options: argparse.Namespace) -> None:
         grpc_options = [*LimitSettings().grpc_options(), *grpc_options]
     server = grpc.aio.server(options=grpc_options)
     store: typing.Any = None
+    relay: typing.Any = None
     if options.kind == "handwritten":
         from bench.handwritten_servicer import OrderServicer
         from protos.orders.v1 import orders_pb2_grpc
@@ -202,12 +203,21 @@ async def _serve(options: argparse.Namespace) -> None:
             import pathlib
 
             from server.store import Store
+            from server.store.outbox_settings import OutboxSettings
+            from server.store.relay import OutboxRelay
 
             store = Store.from_settings("", pathlib.Path(options.state_dir))
             assert store is not None
             await store.start()
+        book, analytics, broker = _demo_state()
+        if store is not None:  # as the service's: publishes the outbox to the broker, woken by commits
+            relay = OutboxRelay(
+                store.engine, broker, OutboxSettings(), own_broker=True, committer=store.committer
+            )
+            await relay.start()
         # As the generated code registers a servicer (registered methods included).
-        orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(*_demo_state(), store=store), server)
+        servicer = OrderServicer(book, analytics, broker, store=store, relay=relay)
+        orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
     else:
         if options.kind == "ours":
             handlers, _ = _ours(options)
@@ -235,6 +245,7 @@ async def _serve(options: argparse.Namespace) -> None:
     await stop.wait()
     await server.stop(0)
     if options.kind == "handwritten" and store is not None:
+        await relay.aclose()  # before the store, as the service's resources close
         await store.aclose()
 
 

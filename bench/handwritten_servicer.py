@@ -14,7 +14,10 @@ With a store (``python -m bench._servers handwritten --store``: the service's de
 landed, the embedded SQLite file in ``--state-dir``), it makes the service's store calls instead: per
 order one unit of work through the store's group committer holding the same two writes the demo's
 unit holds (the ``orders`` row upserted, the notification's outbox row inserted), committed before
-the result is yielded, as strict delivery commits an item's unit before the item goes out.
+the result is yielded, as strict delivery commits an item's unit before the item goes out; each
+commit wakes the same outbox relay the service runs (``server.store.relay.OutboxRelay``), which
+publishes the rows to the broker: without it the notifications would never reach the broker, and
+the service's relay queries and transactions would have no counterpart.
 
 What it leaves out is what the service adds around that work: metrics, the per-call log line, the
 stall watch, admission, health and reflection.
@@ -60,13 +63,27 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     """ProcessOrders and GetOrder over the demo's state, by hand."""
 
     def __init__(
-        self, book: OrderBook, analytics: OrderAnalytics, broker: MessageBroker, store: typing.Any = None
+        self,
+        book: OrderBook,
+        analytics: OrderAnalytics,
+        broker: MessageBroker,
+        store: typing.Any = None,
+        relay: typing.Any = None,
     ) -> None:
         self.book = book
         self.analytics = analytics
         self.broker = broker
         self.store = store
         """A started :class:`server.store.Store`: the order and its notification go there instead."""
+        self.relay = relay
+        """The started :class:`server.store.relay.OutboxRelay` of ``store``, woken after each commit."""
+        if store is not None:
+            from server.store.schema import outbox
+
+            # One statement object for every call, as the service's OutboxBroker has: the committer
+            # sends consecutive writes through the same statement as one executemany, so a fresh
+            # insert() per call made a group of 200 streams' units 200 outbox INSERTs instead of one.
+            self.outbox_insert = outbox.insert()
 
     async def ProcessOrders(
         self, request: orders_pb2.ProcessOrdersRequest, context: Context
@@ -76,13 +93,13 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         book, per_category, broker = self.book, self.analytics.per_category, self.broker
-        store = self.store
+        store, relay = self.store, self.relay
         if store is not None:
             from server.store.outbox_broker import outbox_row
-            from server.store.schema import orders, outbox
+            from server.store.schema import orders
             from server.store.units import Write, upsert
 
-            insert = outbox.insert()
+            insert = self.outbox_insert
         for order_id in order_ids:
             processed_at = datetime.datetime.now(datetime.UTC)
             customer_id = f"customer_{order_id}"
@@ -102,7 +119,11 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                 payload={"order_id": order_id, "customer_id": customer_id, "total_amount": 100.0},
             )
             if store is not None:  # one unit: both rows, or neither; committed before the yield
-                await store.write(upsert(orders, view.model_dump()), Write(insert, outbox_row(message)))
+                await store.write(
+                    upsert(orders, view.model_dump()),
+                    Write(insert, outbox_row(message)),
+                    after_commit=relay.notify,  # as the OutboxBroker's: once per committed group
+                )
             else:
                 book.record(view)
                 await broker.send_message(message)

@@ -97,7 +97,9 @@ class DemoApp:
             mediator_broker, unit_of_work = self.outbox, store.units
             # After the store in resources: started once it is open, stopped (after the drain) before
             # it closes; the relay starts the broker with itself and closes it once stopped.
-            self.relay = OutboxRelay(store.engine, self.broker, settings.outbox, own_broker=True)
+            self.relay = OutboxRelay(
+                store.engine, self.broker, settings.outbox, own_broker=True, committer=store.committer
+            )
             self.outbox.on_committed.append(self.relay.notify)
             self.resources.append(self.relay)
         orders_settings, files_settings = settings.service("orders"), settings.service("files")

@@ -20,6 +20,11 @@ not affect each other; a foreign key from one table to another may make a group 
 before its parent), and each unit alone is then written in its own order. Writes whose tables depend
 on each other through triggers belong in one operation.
 
+A unit committed with ``wait_for_group`` does not start a transaction for itself: it rides in the
+next group another unit starts, or, if none does within that many seconds, in one of its own. The
+relay records what it published that way (:mod:`server.store.relay`): one transaction and one fsync
+per group instead of two, when every commit wakes the relay (a lone stream).
+
 A ``commit()`` cancelled before its group began is taken out of it (nothing of the unit is
 written); once its transaction runs, the unit may be written although the caller stopped waiting.
 :meth:`GroupCommitter.aclose` writes what is waiting, then takes no more.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import logging
 import typing
@@ -43,10 +49,15 @@ __all__ = ["GroupCommitter"]
 
 logger = logging.getLogger("server.store")
 
+RIDE_SLACK = 0.002
+"""Seconds before its deadline a riding unit's wait counts as over (timer resolution)."""
+
 
 class _Waiting(typing.NamedTuple):
     unit: StoreUnit
     done: asyncio.Future[None]
+    rides_until: float | None = None
+    """``wait_for_group``'s deadline (loop time): until then the unit starts no transaction."""
 
 
 class GroupCommitter:
@@ -69,19 +80,29 @@ class GroupCommitter:
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._riders = 0  # units waiting with wait_for_group
 
-    async def commit(self, unit: StoreUnit) -> None:
-        """Write ``unit`` (in the next group); :class:`CommitFailed` if its transaction failed."""
+    async def commit(self, unit: StoreUnit, *, wait_for_group: float = 0.0) -> None:
+        """Write ``unit`` (in the next group); :class:`CommitFailed` if its transaction failed.
+
+        With ``wait_for_group`` (seconds), the unit waits for a group another unit starts, that long
+        at most, rather than starting one (module docs)."""
         if self._closed:
             raise StoreClosed("the store is closed: the unit was not written")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(unit, done))
-        self._arrived.set()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if wait_for_group > 0:
+            self._waiting.append(_Waiting(unit, done, loop.time() + wait_for_group))
+            self._riders += 1
+            self._arrived.set()  # the loop's wait now ends at this unit's deadline, at the latest
+        else:
+            self._waiting.append(_Waiting(unit, done))
+            self._arrived.set()
         if len(self._waiting) >= self.max_units:
             self._full.set()
         if self._task is None:
             # A context of its own: the loop must not run inside the first committer's (its unit current).
-            self._task = asyncio.get_running_loop().create_task(
+            self._task = loop.create_task(
                 self._run(), name="rill store group commit", context=contextvars.Context()
             )
         # Cancelling this await cancels `done`: the loop then leaves the unit out if it has not begun.
@@ -97,11 +118,11 @@ class GroupCommitter:
     async def _run(self) -> None:
         try:
             while True:
-                await self._arrived.wait()
-                if not self._waiting:
-                    if self._closed:
+                if not self._due():
+                    if self._closed and not self._waiting:
                         return
                     self._arrived.clear()
+                    await self._next_arrival()
                     continue
                 if self.max_delay and not self._closed and len(self._waiting) < self.max_units:
                     # Let the other streams' units join; a full group goes at once.
@@ -120,10 +141,34 @@ class GroupCommitter:
                 if not waiting.done.done():
                     waiting.done.set_exception(StoreClosed("the store's committer stopped: not written"))
 
+    def _due(self) -> bool:
+        """Whether a group should start: a unit waits that does not ride, or a rider's wait is over."""
+        if len(self._waiting) > self._riders or (self._closed and self._waiting):
+            return True
+        ends = self._first_ride_end()
+        # The loop's timers may fire up to their resolution early (uvloop's: a millisecond).
+        return ends is not None and ends <= asyncio.get_running_loop().time() + RIDE_SLACK
+
+    def _first_ride_end(self) -> float | None:
+        ends = [waiting.rides_until for waiting in self._waiting if waiting.rides_until is not None]
+        return min(ends) if ends else None
+
+    async def _next_arrival(self) -> None:
+        """Wait for the next unit (or :meth:`aclose`), or until the first rider's wait is over."""
+        ends = self._first_ride_end()
+        if ends is None:
+            await self._arrived.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(ends):
+                await self._arrived.wait()
+
     def _take(self) -> list[_Waiting]:
         group: list[_Waiting] = []
         while self._waiting and len(group) < self.max_units:
             waiting = self._waiting.popleft()
+            if waiting.rides_until is not None:
+                self._riders -= 1
             if not waiting.done.done():  # done already: its commit() was cancelled
                 group.append(waiting)
         if len(self._waiting) < self.max_units:

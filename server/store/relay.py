@@ -9,8 +9,15 @@ A notification is written to ``outbox`` in the same transaction as the state cha
 Rounds
     A round claims up to ``batch_size`` pending rows that are due, oldest first, publishes them one
     after the other (so one relay publishes in commit order), and records the outcome. A commit
-    wakes the relay at once (:meth:`OutboxRelay.notify`); rows written by another process, and
-    retries coming due, are found within ``poll_interval``.
+    wakes the relay at once (:meth:`OutboxRelay.notify`); rows written by another process are found
+    within ``poll_interval``, and this relay's retries when they come due. Given the store's
+    ``committer``, the relay records its outcomes through it (SQLite), in the next group of units
+    the streams commit (within ``RECORD_WAIT`` seconds, else alone): one transaction and one fsync
+    per group rather than two, and no second writer in the process, whose transactions would wait
+    on the committer's for the file's write lock (in SQLite's busy handler, which sleeps) and make
+    it wait.
+    The gauges are refreshed when a round found nothing to do, and at most every ``STATS_EVERY``
+    seconds while the relay is busy (one query fewer per round, when every commit wakes it).
 
 Several relays
     On PostgreSQL every relay (each worker, each replica) claims its rows with ``SELECT ... FOR
@@ -30,11 +37,12 @@ Failures
     hold up the ones behind it.
 
 Guarantees
-    At least once: a relay that dies between the broker's confirmation and its commit publishes
-    the row again later (on PostgreSQL its claim is rolled back; on SQLite its outcome was not
-    written). The envelope's ``message_id`` (the AMQP ``message_id``) is the row's key, so
-    consumers recognise duplicates. Order is the commit order per relay, except around a retried
-    row (the rows passed over while it backs off go first) and between several relays.
+    At least once: a relay that dies between the broker's confirmation and its commit (through the
+    committer: up to ``RECORD_WAIT`` seconds later) publishes the row again later (on PostgreSQL its
+    claim is rolled back; on SQLite its outcome was not written). The envelope's ``message_id`` (the
+    AMQP ``message_id``) is the row's key, so consumers recognise duplicates. Order is the commit
+    order per relay, except around a retried row (the rows passed over while it backs off go first)
+    and between several relays.
 """
 
 from __future__ import annotations
@@ -63,6 +71,10 @@ from server.store.outbox_rows import OutboxRow
 from server.store.outbox_settings import OutboxSettings
 from server.store.relay_lock import RelayLock
 from server.store.relay_metrics import RelayMetrics
+from server.store.units import StoreUnit
+
+if typing.TYPE_CHECKING:
+    from server.store.committer import GroupCommitter
 
 __all__ = ["OutboxRelay", "RelayClosed"]
 
@@ -72,8 +84,10 @@ PRUNE_EVERY = 60.0
 """Seconds between deletions of rows published more than ``keep_published`` ago."""
 PRUNE_BATCH = 1000
 STATS_EVERY = 1.0
-"""Seconds between gauge refreshes while the relay is busy (after every quiet round otherwise)."""
+"""Seconds between gauge refreshes while the relay is busy (after every idle round otherwise)."""
 MAX_ERROR_TEXT = 2000
+RECORD_WAIT = 0.1
+"""Seconds a round's outcome waits to ride in a group of the streams' units (given the committer)."""
 
 
 class RelayClosed(RuntimeError):
@@ -97,6 +111,8 @@ class _Outcome:
     unavailable: bool = False  # the broker could not be reached: pause before the next round
     recorded: list[tuple[_Failure, int, datetime.datetime | None]] = dataclasses.field(default_factory=list)
     """Each failure as written: its attempts, and when it is retried (None: dead)."""
+    at: datetime.datetime = dataclasses.field(default_factory=outbox_rows.now)
+    """When the outcome is recorded (``published_at``, the backoff's start)."""
 
 
 def _describe(error: BaseException) -> str:
@@ -117,6 +133,9 @@ class OutboxRelay:
     :param lock_path: SQLite only: the lock file (default: ``<database file>.relay.lock``).
     :param own_broker: the relay starts ``broker`` (if it has ``start()``) with itself and closes it
         once stopped (the server's relay does: nothing else publishes to that broker).
+    :param committer: the store's group committer (the store of ``engine``): on SQLite the relay
+        records what it published as a unit through it (module docs). Without it, in a transaction
+        of its own.
     """
 
     def __init__(
@@ -128,8 +147,12 @@ class OutboxRelay:
         metrics: RelayMetrics | None = None,
         lock_path: pathlib.Path | None = None,
         own_broker: bool = False,
+        committer: GroupCommitter | None = None,
     ) -> None:
+        if committer is not None and committer.engine is not engine:
+            raise ValueError("the committer must be the store's of the relay's engine")
         self.engine = engine
+        self.committer = committer
         self.broker = broker
         self.own_broker = own_broker
         self.settings = settings
@@ -150,6 +173,8 @@ class OutboxRelay:
         """Failed publish attempts."""
         self.dead_lettered = 0
         """Rows this relay gave up (dead)."""
+        self.records = 0
+        """Outcomes of rounds this relay wrote (each a transaction, or a unit through the committer)."""
         self.looks = 0
         """Rounds, and idle tries to take the SQLite lock, so far."""
         self._wake = asyncio.Event()
@@ -161,6 +186,8 @@ class OutboxRelay:
         self._stats_at = -STATS_EVERY
         self._pruned_at = -PRUNE_EVERY  # the first quiet round prunes
         self._failing_since: float | None = None
+        self._next_retry: datetime.datetime | None = None
+        """The earliest retry this relay scheduled since the gauges were last refreshed."""
 
     def __repr__(self) -> str:
         return (
@@ -292,7 +319,8 @@ class OutboxRelay:
             await self._refresh_stats(throttled=True)
             await self._progressed()
             return  # a full batch: more are probably due
-        stats = await self._refresh_stats()
+        # Busy (this round published): throttled; idle: the gauges settle on what the table holds.
+        stats = await self._refresh_stats(throttled=outcome.claimed > 0)
         await self._prune()
         await self._progressed()
         await self._sleep(self._idle_delay(stats), self._wake)
@@ -321,12 +349,16 @@ class OutboxRelay:
 
     def _idle_delay(self, stats: outbox_rows.OutboxStats) -> float:
         delay = self.settings.poll_interval
-        if stats.next_due is not None:
-            until_due = (stats.next_due - outbox_rows.now()).total_seconds()
-            # A row due already was claimed by another relay (PostgreSQL) or committed since this
-            # round's claim (its commit woke the relay): no reason to wake before the poll.
-            if until_due > 0:
-                delay = min(delay, until_due)
+        at = outbox_rows.now()
+        for due in (stats.next_due, self._next_retry):
+            if due is not None:
+                until_due = (due - at).total_seconds()
+                # A row due already was claimed by another relay (PostgreSQL) or committed since this
+                # round's claim (its commit woke the relay): no reason to wake before the poll.
+                if until_due > 0:
+                    delay = min(delay, until_due)
+        if self._next_retry is not None and self._next_retry <= at:
+            self._next_retry = None  # due now: the next round claims it
         return delay
 
     @staticmethod
@@ -345,6 +377,7 @@ class OutboxRelay:
             async with self.engine.connect() as connection, connection.begin():
                 rows = await outbox_rows.due_rows(connection, outbox_rows.now(), batch, skip_locked=True)
                 outcome = await self._publish(rows)
+                self._plan(outcome)
                 await self._record(connection, outcome)
             self._count(outcome)
             return outcome
@@ -354,8 +387,14 @@ class OutboxRelay:
             rows = await outbox_rows.due_rows(connection, outbox_rows.now(), batch, skip_locked=False)
         outcome = await self._publish(rows)
         if outcome.published or outcome.failures:
-            async with self.engine.begin() as connection:
-                await self._record(connection, outcome)
+            self._plan(outcome)
+            if self.committer is not None:
+                unit = StoreUnit(self.committer)
+                unit.stage(lambda connection: self._record(connection, outcome))
+                await unit.commit(wait_for_group=min(RECORD_WAIT, self.settings.poll_interval))
+            else:
+                async with self.engine.begin() as connection:
+                    await self._record(connection, outcome)
             self._count(outcome)
         return outcome
 
@@ -388,21 +427,27 @@ class OutboxRelay:
                 outcome.published.append(row.message_id)
         return outcome
 
-    async def _record(self, connection: AsyncConnection, outcome: _Outcome) -> None:
-        """Write ``outcome`` (the caller commits it, then calls :meth:`_count`)."""
-        at = outbox_rows.now()
-        await outbox_rows.mark_published(connection, outcome.published, at)
+    def _plan(self, outcome: _Outcome) -> None:
+        """Decide each failure's attempts and retry time (jittered: once, whatever writes it)."""
+        outcome.at = outbox_rows.now()
         for failure in outcome.failures:
             attempts = failure.row.attempts + 1
             give_up = failure.give_up or attempts >= self.settings.max_attempts
-            retry_at = None if give_up else at + datetime.timedelta(seconds=self._backoff(attempts))
+            retry_at = None if give_up else outcome.at + datetime.timedelta(seconds=self._backoff(attempts))
+            outcome.recorded.append((failure, attempts, retry_at))
+
+    async def _record(self, connection: AsyncConnection, outcome: _Outcome) -> None:
+        """Write ``outcome`` as :meth:`_plan` decided it (the caller commits it, then calls
+        :meth:`_count`). Only the database: through the committer it may run twice (its docs)."""
+        await outbox_rows.mark_published(connection, outcome.published, outcome.at)
+        for failure, attempts, retry_at in outcome.recorded:
             await outbox_rows.mark_failed(
                 connection, failure.row.message_id, attempts=attempts, error=failure.error, retry_at=retry_at
             )
-            outcome.recorded.append((failure, attempts, retry_at))
 
     def _count(self, outcome: _Outcome) -> None:
         """Count and log ``outcome`` once it is committed."""
+        self.records += 1
         self.published += len(outcome.published)
         self.failures += len(outcome.recorded)
         if self.metrics is not None:
@@ -410,6 +455,8 @@ class OutboxRelay:
             self.metrics.failures.inc(len(outcome.recorded))
         for failure, attempts, retry_at in outcome.recorded:
             row = failure.row
+            if retry_at is not None and (self._next_retry is None or retry_at < self._next_retry):
+                self._next_retry = retry_at
             if retry_at is None:
                 self.dead_lettered += 1
                 if self.metrics is not None:

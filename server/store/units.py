@@ -144,15 +144,17 @@ class StoreUnit:
     def callbacks(self) -> typing.Sequence[typing.Callable[[], None]]:
         return self._after_commit
 
-    async def commit(self) -> None:
+    async def commit(self, *, wait_for_group: float = 0.0) -> None:
         """Write everything staged in one transaction (grouped with other units'), or raise
-        :class:`~server.store.errors.CommitFailed` with nothing of it written."""
+        :class:`~server.store.errors.CommitFailed` with nothing of it written. With
+        ``wait_for_group``, in the next group another unit starts, if one does within that many
+        seconds (:class:`~server.store.committer.GroupCommitter`)."""
         if self._state is not _State.OPEN:
             raise UnitClosed(f"the unit is {self._state.value}: it cannot be committed")
         self._state = _State.COMMITTING
         try:
             if self.staged:
-                await self._committer.commit(self)
+                await self._committer.commit(self, wait_for_group=wait_for_group)
             else:
                 for callback in self._after_commit:
                     callback()

@@ -144,6 +144,26 @@ async def test_a_row_the_broker_refuses_does_not_hold_up_the_rows_behind_it(stor
     assert "BrokerError: refused" in retrying["last_error"]
 
 
+async def test_given_the_stores_committer_the_relay_records_through_it_on_sqlite(store: Store) -> None:
+    """On SQLite the outcome of a round is a unit of the committer; on PostgreSQL the claim's
+    transaction, which holds the rows' locks, records it."""
+    staged = await stage(store.engine, 3)
+    broker = FakeBroker(refused={staged[1]})
+    settings = fast_settings(max_attempts=100, backoff=60, max_backoff=60)
+    relay = OutboxRelay(store.engine, broker, settings, committer=store.committer)
+    async with relay, asyncio.timeout(WITHIN):
+        await relay.wait_for(lambda relay: relay.published == 2 and relay.failures == 1)
+
+    rows = await rows_by_state(store.engine)
+    assert [row["message_id"] for row in rows["published"]] == [staged[0], staged[2]]
+    [retrying] = rows["pending"]
+    assert (retrying["message_id"], retrying["attempts"]) == (staged[1], 1)
+    assert "BrokerError: refused" in retrying["last_error"]
+    assert relay.records >= 1
+    through_committer = relay.records if store.embedded else 0
+    assert store.committer.units_committed == through_committer
+
+
 async def test_a_row_refused_max_attempts_times_is_dead(store: Store) -> None:
     staged = await stage(store.engine, 2)
     broker = FakeBroker(refused={staged[0]})

@@ -75,6 +75,32 @@ async def test_concurrent_units_share_one_transaction(store: Store) -> None:
     assert store.committer.units_committed == 100
 
 
+async def test_a_unit_waiting_for_a_group_rides_in_the_next_one_another_unit_starts(store: Store) -> None:
+    commits = count_commits(store)
+    rider, other = store.units.begin(), store.units.begin()
+    rider.stage(upsert(orders, order_row("rider")))
+    other.stage(upsert(orders, order_row("other")))
+    riding = asyncio.ensure_future(rider.commit(wait_for_group=3600))
+    # A read hands the loop to the committer: a rider that started a group would be in it by now.
+    assert await stored_orders(store) == {}
+    assert not riding.done()
+    async with asyncio.timeout(30):
+        await other.commit()
+        await riding
+    assert await stored_orders(store) == {"rider": "processed", "other": "processed"}
+    assert len(commits) == 1, "the rider went in a transaction of its own"
+
+
+async def test_a_unit_waiting_for_a_group_is_written_alone_once_its_wait_is_over(store: Store) -> None:
+    commits = count_commits(store)
+    rider = store.units.begin()
+    rider.stage(upsert(orders, order_row("rider")))
+    async with asyncio.timeout(30):  # no other unit comes: it goes alone after 10 ms
+        await rider.commit(wait_for_group=0.01)
+    assert await stored_orders(store) == {"rider": "processed"}
+    assert len(commits) == 1
+
+
 async def test_a_bad_unit_in_a_group_fails_alone(store: Store) -> None:
     taken = message()
     await store.write(Write(outbox.insert(), _outbox_row(taken)))
