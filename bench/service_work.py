@@ -57,6 +57,57 @@ def hand_written() -> Consume:
     return consume
 
 
+def hand_written_with_models() -> Consume:
+    """The hand-written body, plus the objects the spec's design makes per order: the two domain
+    events, the notification (with its payload model) and the result as a pydantic ``Response``,
+    converted by the binding's converter. No mediator: what the service's models cost by themselves."""
+    import datetime
+
+    from mediator.message_brokers.memory import InMemoryMessageBroker
+    from mediator.message_brokers.protocol import Message
+    from server.demo import DemoApp
+    from server.limits import LimitSettings
+    from server.services import orders
+    from server.settings import Settings
+
+    book, analytics = orders.OrderBook(LimitSettings().orders_kept), orders.OrderAnalytics()
+    broker = InMemoryMessageBroker()
+    binding = DemoApp(Settings(database_url="memory")).bindings[0]
+    to_message = next(rpc for rpc in binding.rpcs if rpc.method.name == "ProcessOrders").to_message
+
+    async def consume(order_ids: list[str]) -> int:
+        count = 0
+        for order_id in orders.ProcessOrdersCommand(order_ids=order_ids).order_ids:
+            processed_at = datetime.datetime.now(datetime.UTC)
+            customer_id = f"customer_{order_id}"
+            processed = orders.OrderProcessedEvent(
+                order_id=order_id, customer_id=customer_id, total_amount=100.0, processed_at=processed_at
+            )
+            counted = orders.OrderAnalyticsEvent(order_id=order_id, category="electronics")
+            notification = orders.OrderProcessedNotification(
+                payload=orders.OrderSummary(order_id=order_id, customer_id=customer_id, total_amount=100.0)
+            )
+            book.record(
+                orders.OrderView(
+                    order_id=processed.order_id,
+                    customer_id=processed.customer_id,
+                    total_amount=processed.total_amount,
+                    status=processed.status,
+                    processed_at=processed.processed_at,
+                )
+            )
+            analytics.per_category[counted.category] += 1
+            await broker.send_message(Message.from_event(notification))
+            result = orders.OrderProcessedResult(
+                order_id=order_id, status="processed", processed_at=processed_at, items_count=3
+            )
+            to_message(result)
+            count += 1
+        return count
+
+    return consume
+
+
 def served(*, timeout: bool = True, observer: bool = True, broker: str = "memory") -> Consume:
     from mediator.message_brokers.protocol import broker_name
     from server.demo import DemoApp
@@ -91,6 +142,7 @@ def served(*, timeout: bool = True, observer: bool = True, broker: str = "memory
 
 PATHS: dict[str, typing.Callable[[], Consume]] = {
     "hand-written (per-order body of the servicer)": hand_written,
+    "hand-written with the service's models (no mediator)": hand_written_with_models,
     "service (mediator + demo handlers + to_message)": served,
     "service, event_handler_timeout off": lambda: served(timeout=False),
     "service, no observer (metrics off)": lambda: served(observer=False),
