@@ -4,8 +4,10 @@ Each group names the code to mutate (a file, and optionally mutmut's names of so
 and the tests that guard it; only those tests run against its mutants (mutmut runs, for each
 mutant, the ones that cover the mutated function), which keeps each group to minutes. A group runs
 in its own copy of the work tree under ``.mutation/<group>/`` with its own ``[tool.mutmut]``: mutmut
-keeps its results there, so a second run only tests what changed. Not in CI: it takes minutes, and
-its findings are triaged by hand in docs/testing.md.
+keeps its results there, so a second run only tests what changed. Each test of a mutant's run is
+bounded by its own time in mutmut's clean run (this module is also the pytest plugin that does it),
+so that a mutant that hangs one test costs seconds. Not in CI: it takes minutes, and its findings
+are triaged by hand in docs/testing.md.
 
     python -m tests.mutation                 # every group
     python -m tests.mutation binding app     # some groups
