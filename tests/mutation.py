@@ -4,8 +4,10 @@ Each group names the code to mutate (a file, and optionally mutmut's names of so
 and the tests that guard it; only those tests run against its mutants (mutmut runs, for each
 mutant, the ones that cover the mutated function), which keeps each group to minutes. A group runs
 in its own copy of the work tree under ``.mutation/<group>/`` with its own ``[tool.mutmut]``: mutmut
-keeps its results there, so a second run only tests what changed. Not in CI: it takes minutes, and
-its findings are triaged by hand in docs/testing.md.
+keeps its results there, so a second run only tests what changed. Each test of a mutant's run is
+bounded by its own time in mutmut's clean run (this module is also the pytest plugin that does it),
+so that a mutant that hangs one test costs seconds. Not in CI: it takes minutes, and its findings
+are triaged by hand in docs/testing.md.
 
     python -m tests.mutation                 # every group
     python -m tests.mutation binding app     # some groups
@@ -19,8 +21,11 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 import typing
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
@@ -94,10 +99,90 @@ source_paths = ["server/", "mediator/"]
 also_copy = ["protos/", "client/", "bench/", "examples/", "third_party/", "docs/", "package.json"]
 only_mutate = {toml_list([group.source])}
 pytest_add_cli_args_test_selection = {toml_list(group.tests)}
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
-# A mutant that makes a test hang is killed once its tests take 5x their clean time (mutmut: 15x).
-timeout_multiplier = 5.0
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "-p", "tests.mutation"]
+# Each test of a mutant's run has its own bound (pytest_runtest_protocol below); mutmut's timeout of
+# the whole run, at its default of 15x the tests' clean calls, is only a backstop for a hang elsewhere.
 """
+
+
+# The per-test bound inside mutant runs: this module is also a pytest plugin (`-p tests.mutation` in
+# each group's configuration). mutmut itself bounds a mutant's whole run, by 5x the clean time of all
+# the tests that cover the mutated function (for `dispatch`, most of tests/mediator/): a mutant that
+# makes one test hang then waits out everyone's time. Here each test of a mutant's run is bounded by
+# its own clean time instead, measured in mutmut's clean run of the same tests on the same machine
+# just before. A test past its bound ends the run with mutmut's "timeout" exit code: counted as
+# killed, as mutmut's own timeout is; a bound too tight can only ever kill, never let one survive.
+BOUND_FACTOR = 5.0  # a test of a mutant may take this many times its clean time...
+BOUND_SLACK = 1.0  # ...plus this many seconds (mutmut's timeout_constant), for the jitter of quick tests
+TIMED_OUT = 36  # the exit code mutmut reads as "timeout" (mutmut.stats.status_by_exit_code)
+CLEAN_TIMES = "clean-times.json"  # in mutants/: each test's time in the clean run, and the fixtures'
+_clean_times: dict[str, float] = {}  # test id -> seconds, for the whole protocol: setup, call, teardown
+_shared_fixture_times: list[float] = []  # setups of session, package and module fixtures
+_bounds: dict[str, float] = {}
+
+
+def _phase() -> str:
+    """mutmut's phase: "" is its clean run, a mutant's name (``…__mutmut_<n>``) one mutant's run."""
+    return os.environ.get("MUTANT_UNDER_TEST", "")
+
+
+def _in_mutant_run() -> bool:
+    return "__mutmut_" in _phase()
+
+
+def bounds_from(clean: dict[str, typing.Any]) -> dict[str, float]:
+    """Each test's bound in a mutant's run, from the clean run's times. A mutant's run orders the tests
+    by time, not by module, so any test may pay a setup of a shared fixture (the session's compiled
+    protos, a module's CA) that another paid in the clean run: every bound allows for all of them."""
+    shared = sum(clean["shared_fixtures"])
+    tests: dict[str, float] = clean["tests"]
+    return {test: BOUND_FACTOR * (seconds + shared) + BOUND_SLACK for test, seconds in tests.items()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _clean_times.clear()
+    _shared_fixture_times.clear()
+    _bounds.clear()
+    recorded = config.rootpath / CLEAN_TIMES
+    if _in_mutant_run() and recorded.exists():
+        _bounds.update(bounds_from(json.loads(recorded.read_text())))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object]) -> typing.Generator[None, object, object]:
+    started = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        if fixturedef.scope != "function" and _phase() == "":
+            _shared_fixture_times.append(time.perf_counter() - started)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> typing.Generator[None, object, object]:
+    bound = _bounds.get(item.nodeid)
+    if bound is None:  # the clean run (or a test it did not run: mutmut's own timeout bounds it)
+        started = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            if _phase() == "":
+                _clean_times[item.nodeid] = time.perf_counter() - started
+    # os._exit: a hung event loop cannot be interrupted from another thread, and the run's verdict is
+    # all that is wanted of it. (pytest-timeout's thread method exits 1, which mutmut reads as killed.)
+    timer = threading.Timer(bound, os._exit, (TIMED_OUT,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return (yield)
+    finally:
+        timer.cancel()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _phase() == "" and _clean_times:
+        recorded = {"tests": _clean_times, "shared_fixtures": _shared_fixture_times}
+        (session.config.rootpath / CLEAN_TIMES).write_text(json.dumps(recorded, indent=1))
 
 
 def run_group(
