@@ -177,10 +177,6 @@ class SseStream(Response):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "HEAD":  # the headers of the stream, without running it
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
         with self._track() as call:  # current: event-handler runs take its context too
             guard = _Guard(receive, self._stall_timeout)
             stream: typing.AsyncGenerator[MediatorResponse, None] | None = None
