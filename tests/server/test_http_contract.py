@@ -50,6 +50,9 @@ async def test_a_stream_carries_the_callers_request_id_and_is_neither_cached_nor
     assert [e.event for e in events] == ["start", "progress", "complete"]
     assert json.loads(events[0].data) == {"message": "Processing...", "request_id": "trace-me-1"}
     assert events[-1].id == "1"
+    # Nothing after the last frame (a client's parser would take stray bytes for the next one).
+    raw = await http.post("/v1/orders:process", json={"order_ids": ["a"]})
+    assert raw.text.endswith('\r\n\r\nid: 1\r\nevent: complete\r\ndata: {"items": 1}\r\n\r\n')
 
 
 async def test_json_answers_and_refusals_carry_the_callers_request_id(http: httpx.AsyncClient) -> None:
