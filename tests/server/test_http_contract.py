@@ -7,6 +7,8 @@ document, the page's routes, the body limit at its exact boundary, and the setti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import typing
 
@@ -15,9 +17,12 @@ import pydantic
 import pytest
 from httpx_sse import aconnect_sse
 
+from server.calls import CallRegistry
+from server.http import HttpServer, create_http_app
 from server.http.limits import HttpLimitSettings
 from server.settings import Settings
 from server.testing import Served, serving
+from tests.server.gated import fresh_probe, gated_binding
 from tests.server.test_http_limits import warnings_of
 
 RID = "x-request-id"
@@ -179,3 +184,27 @@ def test_the_http_limits_default_to_the_documented_values_and_refuse_nonsense(
     ):
         with pytest.raises(pydantic.ValidationError):
             HttpLimitSettings.model_validate(wrong)
+
+
+async def test_stopping_the_edge_ends_a_stream_in_progress_within_its_grace() -> None:
+    probe = fresh_probe()
+    server = HttpServer(create_http_app([gated_binding()], CallRegistry()), "127.0.0.1:0")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{server.address}", timeout=30) as http:
+            async with http.stream(
+                "POST", "/v1/orders:process", json={"order_ids": ["a", "g-never"]}
+            ) as held:
+                lines = held.aiter_lines()
+                async for line in lines:
+                    if '"order_id":"a"' in line:
+                        break
+                # Bounded as a hang guard: with no grace the stream is cancelled at once.
+                await asyncio.wait_for(server.stop(grace=0), timeout=30)
+                await asyncio.wait_for(probe.finally_ran.wait(), timeout=30)
+                with contextlib.suppress(httpx.HTTPError):  # cut: the client sees the end or an error
+                    rest = [line async for line in lines]
+                    assert "event: complete" not in rest
+            assert server.connections == 0
+    finally:
+        await server.stop(grace=0)
