@@ -80,7 +80,22 @@ GROUPS: dict[str, Group] = {
         # The lifecycle: start-up, graceful stop, `async with`.
         ("server.app.xǁRillServerǁstart*", "server.app.xǁRillServerǁstop*", "server.app.xǁRillServerǁ__a*"),
     ),
-    "http": Group("server/http/*.py", ("tests/server/test_http.py",)),
+    # The tests that drive the HTTP edge through a real listener (the Connect edge's too: it is
+    # served by the same HttpServer and protocol), but: the browser's (a headless browser, seconds
+    # each) and tests/server/test_http_edge.py, whose health-under-load test takes ~20 s and covers
+    # nearly every function here, which made each survivor cost a minute (its other tests run by hand).
+    "http": Group(
+        "server/http/*.py",
+        (
+            "tests/server/test_http.py",
+            "tests/server/test_http_limits.py",
+            "tests/server/test_http_contract.py",
+            "tests/server/test_page_routes.py",
+            "tests/reliability/test_security.py",
+            "tests/observability/test_metrics.py",
+            "tests/connect/test_edge.py",
+        ),
+    ),
     "mediators": Group("mediator/_mediators.py", MEDIATOR_TESTS),
     "dispatch": Group("mediator/_dispatch.py", MEDIATOR_TESTS),
 }

@@ -155,6 +155,7 @@ async def test_keep_alive_comments_flow_while_the_handler_is_silent(
         async for line in lines:
             seen.append(line)
             if line.startswith(":"):  # a comment: the keep-alive ping
+                assert line == ": ping"
                 break
         assert any('"order_id":"a"' in line for line in seen)
         assert probe.produced == ["a"], "the ping came while the handler was still held at g1"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import json
 import logging
 import pathlib
@@ -86,7 +87,9 @@ async def answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, typing.An
     data = await asyncio.wait_for(reader.read(), timeout=30)  # to EOF: the server closed
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"connection: close" in head.lower()
-    return int(head.split()[1]), json.loads(body)
+    status = int(head.split()[1])
+    assert head.startswith(f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode())
+    return status, json.loads(body)
 
 
 def handled(server: RillServer, code: str) -> float:
@@ -178,8 +181,24 @@ async def test_a_body_over_the_receive_limit_is_refused_413_before_it_is_read(
             assert within.text.count("event: progress") == 1000
 
 
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "server.http" and r.levelno == logging.WARNING
+    ]
+
+
+async def connections_closed(server: RillServer) -> bool:
+    """Whether the edge's open connections drop to none (closing is seen on the loop's next turns)."""
+    assert server.http is not None
+    for _ in range(3000):
+        if server.http.connections == 0:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 async def test_silent_and_trickling_connections_are_closed_after_the_header_timeout(
-    server_settings: Settings,
+    server_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     limits = HttpLimitSettings(header_timeout=0.5)
     async with serving(server_settings.model_copy(update={"http_limits": limits})) as server:
@@ -190,7 +209,13 @@ async def test_silent_and_trickling_connections_are_closed_after_the_header_time
         for reader, writer in [*silent, *partial]:
             status, problem = await answer(reader)
             assert (status, problem["code"]) == (408, "DEADLINE_EXCEEDED")
+            assert problem["message"] == "the request's headers did not arrive within 0.5 s"
             await close(writer)
+        assert await connections_closed(server), "a timed-out connection is forgotten"
+        # One line for the 40 (then at most one per 10 s, with a count): an attack does not flood the log.
+        assert warnings_of(caplog) == [
+            "HTTP: closed connections whose request headers took over 0.5 s (1 since the last report)"
+        ]
 
         # One byte at a time: each byte does not buy it more time.
         reader, writer = await connect(http_port(server))
@@ -230,7 +255,7 @@ async def test_a_body_that_does_not_arrive_is_closed_after_the_body_timeout(
 
 
 async def test_connections_over_the_cap_are_refused_and_both_ports_keep_serving(
-    server_settings: Settings,
+    server_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     limits = HttpLimitSettings(max_connections=10, header_timeout=60)
     async with serving(server_settings.model_copy(update={"http_limits": limits})) as server:
@@ -239,7 +264,11 @@ async def test_connections_over_the_cap_are_refused_and_both_ports_keep_serving(
         for reader, writer in over:
             status, problem = await answer(reader)
             assert (status, problem["code"]) == (503, "UNAVAILABLE")
+            assert problem["message"] == "too many connections; try again later"
             await close(writer)
+        assert warnings_of(caplog) == [
+            "HTTP: refused connections over http_limits.max_connections=10 (1 since the last report)"
+        ]
         async with grpc.aio.insecure_channel(server.address) as channel:
             reply = await health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -262,6 +291,7 @@ async def test_bytes_that_are_not_http_get_the_documented_shape(server_settings:
         status, problem = await answer(reader)
         await close(writer)
     assert (status, problem["code"]) == (400, "INVALID_ARGUMENT")
+    assert problem["message"].startswith("not a valid HTTP/1.1 request: ")
 
 
 @pytest.fixture
