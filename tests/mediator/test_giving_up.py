@@ -351,3 +351,43 @@ async def test_a_queued_run_that_ends_at_once_when_another_streams_run_frees_its
         assert [item.n for item in await a] == [0]
         assert [item.n for item in await b_rest] == [1]
     assert sorted(handled) == ["a0", "b0", "b1"]
+
+
+async def test_events_emitted_by_a_run_that_swallows_its_giving_up_are_logged_not_handled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A handler that catches the cancellation of a drain given up and still emits: the batch has
+    # given up, so its events are not handled; one line says how many, by whom, and why.
+    started = asyncio.Event()
+    cascaded: list[int] = []
+
+    class Swallows(mediator.EventHandler[Happened]):
+        async def handle(self, event: Happened) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self._events = [Cascaded(n=event.n), Cascaded(n=event.n + 1)]
+
+    class Cascades(mediator.EventHandler[Cascaded]):
+        async def handle(self, event: Cascaded) -> None:
+            cascaded.append(event.n)
+
+    streams = streaming(
+        Emits, {Happened: [Swallows], Cascaded: [Cascades]}, event_delivery="overlapped", drain_timeout=3600
+    )
+    stream = streams.stream(Produce(count=3))
+    assert await anext(stream) == Item(n=0)
+    await started.wait()
+    closing = asyncio.create_task(stream.aclose())
+    await Emits.closed.wait()
+    with caplog.at_level(logging.ERROR, logger="mediator"):
+        assert streams.abandon_drains("the server is stopping") == 1
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+    assert cascaded == []
+    messages = [record.getMessage() for record in caplog.records if record.name == "mediator"]
+    assert len(messages) == 2  # the run's own line, then its events'
+    emitted, _, by = messages[1].partition(" events emitted by ")
+    assert (emitted, by.rpartition(".")[2]) == ("2", "Swallows were not handled: the server is stopping")
+    assert other_tasks() == set()
