@@ -3,11 +3,15 @@ builds reports (the RPC kinds in the metrics, the items counted with and without
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import typing
 
 import grpc
 import pytest
+from google.protobuf.descriptor import ServiceDescriptor
 from google.rpc import error_details_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 import mediator
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -16,6 +20,7 @@ from server.binding import Rpc, ServiceBinding
 from server.convert import BindingError
 from server.limits import LimitSettings
 from server.services.orders import GetOrderQuery, OrderProcessedResult, OrderView, ProcessOrdersCommand
+from tests.gated_broker import GatedBroker
 from tests.typed_grpc import rich_status
 
 ORDERS = orders_pb2.DESCRIPTOR.services_by_name["OrderService"]
@@ -143,3 +148,101 @@ async def test_without_metrics_or_stall_watch_the_items_are_still_counted(
         await _three_orders_and_a_lookup(server)
     [ended] = [record for record in caplog.records if getattr(record, "method", "").endswith("ProcessOrders")]
     assert (ended.code, ended.items) == ("OK", 3)  # type: ignore[attr-defined]  # the log's extra fields
+
+
+def test_a_client_streaming_rpc_is_refused_by_name(streaming: mediator.StreamingRequestMediator) -> None:
+    # grpc's own reflection service is the one at hand with a client-streaming (bidi) RPC.
+    # (its generated module's stub types the descriptor as upb's class, which is the same at run time)
+    services = reflection_pb2.DESCRIPTOR.services_by_name
+    reflection = typing.cast(ServiceDescriptor, services["ServerReflection"])
+    with pytest.raises(BindingError) as raised:
+        ServiceBinding(
+            reflection, streaming=streaming, rpcs=[Rpc("ServerReflectionInfo", GetOrderQuery, OrderView)]
+        )
+    assert str(raised.value) == (
+        "grpc.reflection.v1alpha.ServerReflection.ServerReflectionInfo: "
+        "client-streaming RPCs are not supported"
+    )
+
+
+class QuotaExceeded(Exception):
+    """A service's own exception, which its binding maps to a code."""
+
+
+class OverQuota(mediator.RequestHandler[GetOrderQuery, OrderView]):
+    async def handle(self, request: GetOrderQuery) -> OrderView:
+        await asyncio.sleep(0)  # the failure comes after the handler suspended, as a real one's does
+        raise QuotaExceeded(f"no lookups left for {request.order_id}")
+
+
+def _over_quota(mapper: mediator.RequestMap) -> None:
+    mapper.bind(GetOrderQuery, OverQuota)
+
+
+async def test_a_service_s_own_exception_reaches_the_client_with_the_code_its_binding_names(
+    server_settings: Settings, streaming: mediator.StreamingRequestMediator
+) -> None:
+    binding = ServiceBinding(
+        ORDERS,
+        streaming=streaming,
+        unary=mediator.bootstrap.bootstrap(commands_mapper=_over_quota),
+        rpcs=[PROCESS, GET],
+        error_codes={QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED},
+    )
+    server = create_server(server_settings, services=[binding])
+    async with server, grpc.aio.insecure_channel(server.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await orders_pb2_grpc.OrderServiceStub(channel).GetOrder(
+                orders_pb2.GetOrderRequest(order_id="a"), timeout=30
+            )
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert raised.value.details() == "no lookups left for a"
+
+
+@pytest.mark.parametrize(
+    ("error_codes", "message"),
+    [
+        (
+            {"QuotaExceeded": grpc.StatusCode.INTERNAL},
+            "orders.v1.OrderService: error_codes keys must be exception classes, not 'QuotaExceeded'",
+        ),
+        (
+            {int: grpc.StatusCode.INTERNAL},
+            "orders.v1.OrderService: error_codes keys must be exception classes, not <class 'int'>",
+        ),
+        (
+            {QuotaExceeded: 8},
+            "orders.v1.OrderService: QuotaExceeded must map to an error code, not 8",
+        ),
+        (
+            {QuotaExceeded: grpc.StatusCode.OK},
+            "orders.v1.OrderService: QuotaExceeded must map to an error code, not StatusCode.OK",
+        ),
+    ],
+    ids=["a name", "a class that is no exception", "a number", "OK"],
+)
+def test_error_codes_that_are_not_exceptions_and_error_codes_are_refused_by_name(
+    streaming: mediator.StreamingRequestMediator,
+    unary: mediator.RequestMediator,
+    error_codes: typing.Any,
+    message: str,
+) -> None:
+    with pytest.raises(BindingError) as raised:
+        ServiceBinding(ORDERS, streaming=streaming, unary=unary, rpcs=[PROCESS, GET], error_codes=error_codes)
+    assert str(raised.value) == message
+
+
+async def test_the_unary_mediator_s_broker_is_closed_with_the_server(
+    server_settings: Settings, streaming: mediator.StreamingRequestMediator
+) -> None:
+    # A unary mediator with a broker of its own: the server owns it only if the binding passed it on.
+    broker = GatedBroker()
+    binding = ServiceBinding(
+        ORDERS,
+        streaming=streaming,
+        unary=mediator.bootstrap.bootstrap(commands_mapper=_over_quota, message_broker=broker),
+        rpcs=[PROCESS, GET],
+    )
+    async with create_server(server_settings, services=[binding]):
+        assert broker.log == []
+    assert broker.log == ["closed"]

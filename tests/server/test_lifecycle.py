@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from mediator import EventDelivery
 from protos.orders.v1 import orders_pb2, orders_pb2_grpc
 from server import RillServer, Settings, create_server
+from server.apps import App
+from server.demo import DemoApp
 from server.settings import ServiceSettings
 from server.tracing import Tracing
 from tests.gated_broker import FailingBroker, GatedBroker, StubbornBroker
@@ -220,3 +222,44 @@ async def test_a_run_that_will_not_stop_does_not_hold_the_stop_forever(
     finally:
         broker.gate.set()
         await server.stop(grace=0)
+
+
+class _Resource:
+    """An application's resource that records its start and close; ``fails`` makes its start fail."""
+
+    def __init__(self, name: str, log: list[str], *, fails: bool = False) -> None:
+        self.name, self.log, self.fails = name, log, fails
+
+    async def start(self) -> None:
+        await asyncio.sleep(0)  # a real one connects or migrates here
+        if self.fails:
+            raise ConnectionError(f"{self.name} unreachable")
+        self.log.append(f"{self.name} started")
+
+    async def aclose(self) -> None:
+        self.log.append(f"{self.name} closed")
+
+
+async def test_a_resource_that_fails_to_start_closes_the_ones_started_before_it(
+    server_settings: Settings,
+) -> None:
+    log: list[str] = []
+    app = App(
+        bindings=DemoApp(server_settings, broker=GatedBroker()).bindings,
+        resources=[_Resource("store", log), _Resource("relay", log, fails=True)],
+    )
+    rill = create_server(server_settings, services=app)
+    with pytest.raises(ConnectionError, match=r"^relay unreachable$"):
+        await rill.start()
+    assert log == ["store started", "store closed"]
+    await rill.stop(grace=0)
+
+
+async def test_a_server_without_metrics_starts_serves_and_stops(server_settings: Settings) -> None:
+    broker = GatedBroker()
+    broker.gate.set()
+    rill = create_server(server_settings.model_copy(update={"metrics": False}), broker=broker)
+    assert rill.metrics is None
+    async with rill, grpc.aio.insecure_channel(rill.address) as channel:
+        assert [result.order_id async for result in process(channel, "a")] == ["a"]
+    assert broker.log == ["a sending", "a sent", "closed"]
