@@ -91,13 +91,11 @@ class GroupCommitter:
             raise StoreClosed("the store is closed: the unit was not written")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        if wait_for_group > 0:
-            self._waiting.append(_Waiting(unit, done, loop.time() + wait_for_group))
+        rides_until = loop.time() + wait_for_group if wait_for_group > 0 else None
+        self._waiting.append(_Waiting(unit, done, rides_until))
+        if rides_until is not None:
             self._riders += 1
-            self._arrived.set()  # the loop's wait now ends at this unit's deadline, at the latest
-        else:
-            self._waiting.append(_Waiting(unit, done))
-            self._arrived.set()
+        self._arrived.set()  # for a rider: the loop's wait now ends at its deadline, at the latest
         if len(self._waiting) >= self.max_units:
             self._full.set()
         if self._task is None:
